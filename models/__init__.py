@@ -1,0 +1,30 @@
+"""Network families for 28x28 grayscale images: dataclass configs and ``build_model``.
+
+    from models import MLPConfig, CNNConfig, SeedNetConfig, build_model
+    net = build_model(CNNConfig(n_layers=2, channels=32, batch_norm=True))  # (N,1,28,28) -> (N,10)
+
+Families: ``mlp`` (``n_layers`` hidden layers of ``hidden_dim``), ``cnn`` (``n_layers`` conv
+blocks starting at ``channels``), and the tutorial's two seeded networks by name
+(``SeedNetConfig(network="no_batch_norm" | "batch_norm")``). Configs validate on construction
+and raise ``ValueError`` naming the field and value. This package imports only torch.
+"""
+
+from models.build import ModelConfig, build_model, config_from_dict, count_parameters
+from models.cnn import CNN, CNNConfig
+from models.mlp import MLP, MLPConfig
+from models.normalized import Normalized
+from models.seed import SEED_NETWORKS, SeedNetConfig
+
+__all__ = [
+    "CNN",
+    "CNNConfig",
+    "MLP",
+    "MLPConfig",
+    "ModelConfig",
+    "Normalized",
+    "SEED_NETWORKS",
+    "SeedNetConfig",
+    "build_model",
+    "config_from_dict",
+    "count_parameters",
+]

@@ -1,0 +1,178 @@
+"""Command-line flags of ``python -m search.run``: parsing and the checks argparse cannot do.
+
+Every flag uses the project's one vocabulary; bad values raise ``UsageError`` (one line,
+exit status 2) instead of argparse's usage dump.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from search.device import DEVICES
+from search.samplers import PRUNERS, SAMPLERS
+from search.storage import HEARTBEAT_INTERVAL
+
+DEFAULT_STUDY = "fashion-mnist"
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would print usage and exit
+        raise UsageError(message)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def build_parser(doc: str) -> Parser:
+    """``doc`` is ``search.run``'s docstring: its first paragraph describes, the rest is the
+    epilog, so ``--help`` is the documentation."""
+    p = Parser(
+        prog="python -m search.run",
+        description=doc.split("\n\n")[0],
+        epilog=doc.split("\n\n", 1)[1],
+        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(
+            prog, max_help_position=32
+        ),
+    )
+    add = p.add_argument
+    g = p.add_argument_group("study")
+    g.add_argument(
+        "--trials",
+        type=positive_int,
+        default=50,
+        help="finished trials wanted in the study (default: 50)",
+    )
+    g.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=None,
+        help="seconds after which no new trial starts",
+    )
+    g.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=3,
+        help="max epochs per trial (default: 3: ~25 min for 50 trials on 2 CPU cores)",
+    )
+    g.add_argument(
+        "--study",
+        default=None,
+        help=f"study name (default: {DEFAULT_STUDY}, or {DEFAULT_STUDY}-grid-<file> in grid mode)",
+    )
+    g.add_argument(
+        "--storage",
+        default="sqlite:///optuna.db",
+        help="Optuna storage URL: sqlite:///F, postgresql://..., mysql+pymysql://..., "
+        "journal:F (default: sqlite:///optuna.db)",
+    )
+    g.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default=None,
+        help="default: tpe, or grid when --grid is given",
+    )
+    g.add_argument(
+        "--grid",
+        default=None,
+        help="JSON or YAML file mapping parameter names to lists (grid mode)",
+    )
+    g.add_argument(
+        "--pruner", choices=PRUNERS, default=None, help="default: hyperband (none in grid mode)"
+    )
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds the split, the sampler and every trial (default: 0)",
+    )
+    d = p.add_argument_group("data and device")
+    d.add_argument(
+        "--device",
+        default="auto",
+        help=f"one of {', '.join(DEVICES)} (default: auto = cuda, mps, cpu)",
+    )
+    d.add_argument(
+        "--data-dir", default=None, help="directory with the four Fashion-MNIST IDX files"
+    )
+    d.add_argument(
+        "--train-size",
+        type=positive_int,
+        default=None,
+        help="train on a stratified subset of N images (default: all 50,000)",
+    )
+    t = p.add_argument_group("tracking")
+    t.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or MLflow's default)",
+    )
+    t.add_argument(
+        "--experiment", default=None, help="MLflow experiment (default: the study name)"
+    )
+    t.add_argument(
+        "--registered-model",
+        default="fashion-mnist-classifier",
+        help="model registry name (default: fashion-mnist-classifier)",
+    )
+    t.add_argument("--no-mlflow", action="store_true", help="run without MLflow tracking")
+    w = p.add_argument_group("parallel workers")
+    w.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="local worker processes sharing the study (default: 1)",
+    )
+    w.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch CPU threads per worker (default: CPU cores / workers)",
+    )
+    add("--worker", action="store_true", help=argparse.SUPPRESS)  # set by --workers
+    add("--parent-run-id", default=None, help=argparse.SUPPRESS)  # set by --workers
+    o = p.add_argument_group("output")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    add("--heartbeat", type=positive_int, default=HEARTBEAT_INTERVAL, help=argparse.SUPPRESS)
+    return p
+
+
+def parse_args(argv: list[str] | None, doc: str) -> argparse.Namespace:
+    args = build_parser(doc).parse_args(argv)
+    if args.sampler is None:
+        args.sampler = "grid" if args.grid else "tpe"
+    if args.sampler == "grid" and not args.grid:
+        raise UsageError("--sampler grid needs --grid FILE (a JSON/YAML map of names to lists)")
+    if args.grid and args.sampler != "grid":
+        raise UsageError(
+            f"--grid FILE runs grid mode; it cannot be combined with --sampler {args.sampler}"
+        )
+    if args.pruner is None:
+        args.pruner = "none" if args.sampler == "grid" else "hyperband"
+    if args.threads is None:
+        args.threads = max(1, (os.cpu_count() or 1) // args.workers)
+    if args.study is None:
+        args.study = f"{DEFAULT_STUDY}-grid-{Path(args.grid).stem}" if args.grid else DEFAULT_STUDY
+    return args

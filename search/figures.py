@@ -1,0 +1,100 @@
+"""Pictures people would rather look than read: confusion matrix, sample predictions, and
+Optuna's plots. Each function writes files into ``out`` and returns their paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+import torch  # noqa: E402
+
+from data import CLASSES  # noqa: E402
+
+
+def confusion(labels: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
+    """10x10 counts: row = true class, column = predicted class."""
+    matrix = torch.zeros(10, 10, dtype=torch.long)
+    matrix.index_put_(
+        (labels.cpu(), predicted.cpu()), torch.ones_like(labels.cpu()), accumulate=True
+    )
+    return matrix
+
+
+def confusion_png(matrix: torch.Tensor, out: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(8, 7))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(10), CLASSES, rotation=45, ha="right")
+    ax.set_yticks(range(10), CLASSES)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    threshold = matrix.max().item() / 2
+    for i in range(10):
+        for j in range(10):
+            value = matrix[i, j].item()
+            ax.text(j, i, value, ha="center", va="center", fontsize=8,
+                    color="white" if value > threshold else "black")  # fmt: skip
+    accuracy = matrix.diag().sum().item() / matrix.sum().item()
+    ax.set_title(f"Test set confusion matrix (accuracy {accuracy:.4f})")
+    fig.tight_layout()
+    path = out / "confusion_matrix.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def per_class_json(matrix: torch.Tensor, out: Path) -> Path:
+    per_class = (matrix.diag().double() / matrix.sum(1).double()).tolist()
+    path = out / "per_class_accuracy.json"
+    path.write_text(json.dumps(dict(zip(CLASSES, per_class, strict=True)), indent=2))
+    return path
+
+
+def samples_png(
+    images: torch.Tensor, labels: torch.Tensor, predicted: torch.Tensor, out: Path
+) -> Path:
+    """The first 32 test images with predicted / true labels (red when wrong)."""
+    fig, axes = plt.subplots(4, 8, figsize=(12, 7))
+    for i, ax in enumerate(axes.flat):
+        ax.imshow(images[i, 0].cpu(), cmap="gray")
+        ok = predicted[i] == labels[i]
+        ax.set_title(f"{CLASSES[predicted[i]]}\n({CLASSES[labels[i]]})", fontsize=7,
+                     color="black" if ok else "red")  # fmt: skip
+        ax.axis("off")
+    fig.suptitle("predicted (true)")
+    fig.tight_layout()
+    path = out / "test_samples.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def optuna_html(study: optuna.Study, out: Path) -> tuple[Path, list[str]]:
+    """Optuna's interactive plots in one standalone HTML file (plotly.js embedded once, so it
+    opens offline). A plot that cannot be drawn yet (importances need two complete trials) is
+    left out; returns the file and the names of the plots in it."""
+    vis = optuna.visualization
+    plots = {
+        "optimization history": vis.plot_optimization_history,
+        "parameter importances": vis.plot_param_importances,
+        "parallel coordinates": vis.plot_parallel_coordinate,
+        "intermediate values": vis.plot_intermediate_values,
+    }
+    parts, drawn = [], []
+    for name, plot in plots.items():
+        try:
+            figure = plot(study)
+        except (ValueError, RuntimeError, ZeroDivisionError):
+            continue
+        parts.append(figure.to_html(full_html=False, include_plotlyjs=not parts))
+        drawn.append(name)
+    path = out / "optuna_plots.html"
+    title = f"<h1>Optuna study {study.study_name}</h1>"
+    path.write_text(
+        f"<html><head><meta charset='utf-8'></head><body>{title}{''.join(parts)}</body></html>"
+    )
+    return path, drawn

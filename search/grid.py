@@ -1,0 +1,138 @@
+"""Grid mode: the tutorial's RunBuilder sweep, every combination exactly once.
+
+A grid file (JSON or YAML) maps parameter names to lists of values, in order:
+
+    {"lr": [0.01], "batch_size": [1000, 2000], "shuffle": [true, false]}
+
+``load_grid`` validates it (known keys, non-empty lists, right types, every combination a
+valid configuration) and ``combinations`` expands it like ``itertools.product`` (RunBuilder's
+``get_runs``). Keys not in the grid take ``GRID_DEFAULTS``: the tutorial's RunManager loop
+(Adam, lr 0.01, batch 1000, shuffled) on its ``no_batch_norm`` network, unless the grid names an
+``arch``. ``run_table`` rebuilds RunManager's per-(run, epoch) table from the trials' history.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from models import SEED_NETWORKS
+from search.space import ARCHS, spec_from_params
+from search.train import OPTIMIZERS
+
+GRID_DEFAULTS: dict[str, Any] = {
+    "lr": 0.01,  # RunManager's loop: Adam at 0.01
+    "batch_size": 1000,  # the seed sweep's batch size
+    "optimizer": "adam",
+    "shuffle": True,
+    "network": "no_batch_norm",  # the tutorial's Network() class; replaced when `arch` is given
+}
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _integer(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _choice(options: tuple) -> Any:
+    return lambda v: v in options
+
+
+# key -> (check, what the check wants, in words)
+GRID_KEYS = {
+    "lr": (_number, "a positive number"),
+    "batch_size": (_integer, "an integer"),
+    "optimizer": (_choice(OPTIMIZERS), f"one of {list(OPTIMIZERS)}"),
+    "momentum": (_number, "a number in [0, 1)"),
+    "weight_decay": (_number, "a number >= 0"),
+    "arch": (_choice(ARCHS), f"one of {list(ARCHS)}"),
+    "n_layers": (_integer, "an integer"),
+    "batch_norm": (_bool, "true or false"),
+    "dropout": (_number, "a number in [0, 1)"),
+    "hidden_dim": (_integer, "an integer"),
+    "channels": (_integer, "an integer"),
+    "network": (_choice(SEED_NETWORKS), f"one of {list(SEED_NETWORKS)}"),
+    "shuffle": (_bool, "true or false"),
+    "num_workers": (_integer, "an integer (recorded only: batches need no workers)"),
+    "device": (_choice(("cpu", "cuda", "mps")), "one of ['cpu', 'cuda', 'mps']"),
+}
+MODEL_KEYS = {"arch", "n_layers", "batch_norm", "dropout", "hidden_dim", "channels"}
+
+
+class GridError(ValueError):
+    """A grid file that cannot be used; the message is one line naming the file."""
+
+
+def _parse(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise GridError(f"--grid {path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            return yaml.safe_load(text)
+        return json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - json and yaml raise different types
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise GridError(f"--grid {path}: not valid {path.suffix[1:] or 'JSON'}: {first}") from None
+
+
+def load_grid(path: str | Path) -> dict[str, list]:
+    """Read and validate a grid file; returns the ordered mapping of key -> values."""
+    path = Path(path)
+    grid = _parse(path)
+    allowed = ", ".join(GRID_KEYS)
+    if not isinstance(grid, dict) or not grid:
+        raise GridError(f"--grid {path}: must map parameter names to lists; allowed: {allowed}")
+    for key, values in grid.items():
+        if key not in GRID_KEYS:
+            raise GridError(f"--grid {path}: unknown key {key!r}; allowed: {allowed}")
+        if not isinstance(values, list) or not values:
+            raise GridError(f"--grid {path}: {key} must be a non-empty list, got {values!r}")
+        check, wants = GRID_KEYS[key]
+        for v in values:
+            if not check(v):
+                raise GridError(f"--grid {path}: {key} values must be {wants}, got {v!r}")
+    if "network" in grid and MODEL_KEYS & grid.keys():
+        clash = sorted(MODEL_KEYS & grid.keys())
+        raise GridError(f"--grid {path}: network names a fixed net; it excludes {clash}")
+    for combo in combinations(grid):
+        try:
+            spec_from_params(with_defaults(combo), epochs=1, seed=0)
+        except ValueError as exc:
+            raise GridError(f"--grid {path}: {exc}") from None
+    return grid
+
+
+def combinations(grid: dict[str, list]) -> list[dict[str, Any]]:
+    """RunBuilder.get_runs: the product of the lists, in order, as dicts."""
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def with_defaults(combo: dict[str, Any]) -> dict[str, Any]:
+    """A combination completed with the fixed defaults for every key it does not name."""
+    params = {k: v for k, v in GRID_DEFAULTS.items() if k not in combo}
+    if MODEL_KEYS & combo.keys():
+        params.pop("network", None)
+    return {**params, **combo}
+
+
+def run_table(rows: list[dict[str, Any]], grid_keys: list[str]) -> pd.DataFrame:
+    """RunManager's columns: run, epoch, loss, accuracy, epoch duration, run duration, then every
+    grid parameter; ``rows`` hold those fields already (see ``search.report``)."""
+    columns = ["run", "epoch", "loss", "accuracy", "epoch duration", "run duration", *grid_keys]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.sort_values("accuracy", ascending=False, kind="stable").reset_index(drop=True)

@@ -1,0 +1,47 @@
+"""Progress on the terminal: one bar over trials, the current epoch and best-so-far beside it.
+
+``--quiet`` turns it off (scripts, CI logs). Optuna's per-trial INFO lines are silenced in
+``search.run``: the bar says the same in one line.
+"""
+
+from __future__ import annotations
+
+import optuna
+from tqdm import tqdm
+
+from search.train import EpochMetrics
+
+
+class Progress:
+    def __init__(self, total: int, done: int, epochs: int, quiet: bool) -> None:
+        self.epochs, self.quiet = epochs, quiet
+        self.bar = (
+            None if quiet else tqdm(total=total, initial=done, unit="trial", dynamic_ncols=True)
+        )
+        self.best: float | None = None
+
+    def on_epoch(self, trial_number: int, m: EpochMetrics) -> None:
+        if self.bar is None:
+            return
+        best = f" best {self.best:.4f}" if self.best is not None else ""
+        self.bar.set_postfix_str(
+            f"trial {trial_number} epoch {m.epoch}/{self.epochs} val {m.val_accuracy:.4f}{best}"
+        )
+
+    def after_trial(self, study: optuna.Study, finished: int) -> None:
+        try:
+            self.best = study.best_value
+        except ValueError:  # no complete trial yet
+            pass
+        if self.bar is not None:
+            self.bar.n = finished
+            self.bar.set_postfix_str(f"best {self.best:.4f}" if self.best is not None else "")
+            self.bar.refresh()
+
+    def note(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,103 @@
+"""What a person reads after a study: the trials table, the RunManager table, the summary."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from search.grid import run_table
+
+
+def trials_table(study: optuna.Study) -> pd.DataFrame:
+    """``study.trials_dataframe()`` plus durations in seconds, without the bulky history."""
+    attrs = ("number", "value", "state", "params", "user_attrs", "datetime_start",
+             "datetime_complete", "duration")  # fmt: skip
+    frame = study.trials_dataframe(attrs=attrs)
+    if frame.empty:
+        return frame
+    frame["duration_seconds"] = frame["duration"].dt.total_seconds()
+    return frame.drop(columns=[c for c in frame.columns if c == "user_attrs_history"])
+
+
+def save_table(frame: pd.DataFrame, stem: Path) -> list[Path]:
+    """Save as ``stem.csv`` and ``stem.json`` (RunManager.save's pair of files)."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    csv, js = stem.with_name(stem.name + ".csv"), stem.with_name(stem.name + ".json")
+    frame.to_csv(csv, index=False)
+    records = json.loads(frame.to_json(orient="records", date_format="iso"))
+    js.write_text(json.dumps(records, indent=2, ensure_ascii=False))
+    return [csv, js]
+
+
+def grid_rows(study: optuna.Study, grid: dict[str, list]) -> pd.DataFrame:
+    """RunManager rows for every finished grid trial: run = combination's place in the product."""
+    from search.grid import combinations
+
+    order = {tuple(c.items()): i + 1 for i, c in enumerate(combinations(grid))}
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        combo = tuple((k, t.params.get(k)) for k in grid)
+        run_duration = 0.0
+        for h in t.user_attrs.get("history", []):
+            run_duration += h["epoch_seconds"]
+            rows.append({
+                "run": order.get(combo), "epoch": h["epoch"], "loss": h["train_loss"],
+                "accuracy": h["train_accuracy"], "epoch duration": h["epoch_seconds"],
+                "run duration": run_duration, **dict(combo),
+            })  # fmt: skip
+    return run_table(rows, list(grid))
+
+
+@dataclass
+class Summary:
+    study_name: str
+    storage: str  # masked
+    counts: dict[str, int]
+    wall_seconds: float
+    best_trial: int | None = None
+    best_params: dict = field(default_factory=dict)
+    best_value: float | None = None
+    test_accuracy: float | None = None
+    model_note: str = ""
+    tracking: str = ""
+    files: list[Path] = field(default_factory=list)
+    stopped: str = "done"
+
+    def lines(self) -> list[str]:
+        c = self.counts
+        out = [
+            f"study {self.study_name!r}: {c.get('COMPLETE', 0)} complete, "
+            f"{c.get('PRUNED', 0)} pruned, {c.get('FAIL', 0)} failed "
+            f"({self.stopped}, {self.wall_seconds:.0f} s this run)",
+        ]
+        if self.best_trial is None:
+            out.append("no trial has completed yet: nothing to evaluate")
+        else:
+            out.append(f"best trial #{self.best_trial}: val_accuracy {self.best_value:.4f}")
+            out.append(
+                "best params: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.best_params.items())
+            )
+            if self.test_accuracy is not None:
+                test = f"test_accuracy (held-out 10,000 images): {self.test_accuracy:.4f}"
+                out.append(f"{test} {self.model_note}")
+        out.append(f"study: {self.storage}    open it: optuna-dashboard {self.storage}")
+        if self.tracking:
+            out.append(self.tracking)
+        out += [f"saved: {p}" for p in self.files]
+        return out
+
+
+def _fmt(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def state_counts(study: optuna.Study) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return counts

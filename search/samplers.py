@@ -1,0 +1,44 @@
+"""Samplers and pruners by name (``--sampler``, ``--pruner``).
+
+Grid mode samples nothing: its combinations are enqueued as fixed trials (see
+``search.study``), so it runs with a RandomSampler that is never consulted.
+"""
+
+from __future__ import annotations
+
+import optuna
+
+SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp", "grid")
+PRUNERS = ("hyperband", "median", "successive-halving", "none")
+
+
+def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        # Optuna 5's TPE is multivariate with constant liar: good with parallel workers.
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "cmaes":
+        # CMA-ES samples only numeric params; categoricals fall back to random, quietly.
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if name in ("random", "grid"):
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {name!r}")
+
+
+def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    """Steps are epochs (1..epochs), so resources are counted in epochs."""
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=epochs, reduction_factor=3
+        )
+    if name == "median":
+        # 5 complete trials before judging anyone: a median of fewer is noise.
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    if name == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"--pruner must be one of {', '.join(PRUNERS)}, got {name!r}")

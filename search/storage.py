@@ -1,0 +1,185 @@
+"""Open the Optuna storage named by ``--storage``, mask its password, and claim work in it.
+
+- ``sqlite:///optuna.db`` (default), ``postgresql://...``, ``mysql+pymysql://...``: Optuna's
+  RDB storage with heartbeats, so a worker killed mid-trial leaves a trial that the next
+  ``ask`` (from any worker) marks FAIL and re-queues with the same params.
+- ``journal:PATH`` or a path ending in ``.journal``: Optuna's JournalStorage on a file (safe for
+  several processes on one machine; Optuna 5 has no heartbeats there).
+
+``claim_lock(storage, study)`` serializes "look at the study, then ask for a trial" across
+workers (PostgreSQL advisory lock, MySQL ``GET_LOCK``, or an ``fcntl`` lock beside a
+file-based storage). Under it a worker can count the finished and running trials and take
+exactly the work that is left: N trials in total over K workers, and each grid combination
+once. The lock is released as soon as the trial is claimed, never held while training.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import re
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats; a write per 10 s is free
+GRACE_FACTOR = 3  # a trial is stale after 3 missed beats: tolerant of a busy CPU
+
+
+class StorageError(ValueError):
+    """The storage URL cannot be used; the message is one line with the password masked."""
+
+
+def mask_url(url: str) -> str:
+    """``scheme://user:secret@host/db`` -> ``scheme://user:***@host/db``."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+def _secret(url: str) -> str | None:
+    m = re.search(r"://[^:/@]*:([^@/]*)@", url)
+    return m.group(1) if m and m.group(1) else None
+
+
+def is_journal(url: str) -> bool:
+    return url.startswith("journal:") or url.endswith(".journal")
+
+
+def journal_path(url: str) -> Path:
+    return Path(url.removeprefix("journal:"))
+
+
+def sqlite_path(url: str) -> Path | None:
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url.removeprefix("sqlite:///"))
+    return None
+
+
+def results_dir(url: str) -> Path:
+    """Where the trials table is saved: beside a file-based study, else the working dir."""
+    path = journal_path(url) if is_journal(url) else sqlite_path(url)
+    return path.parent if path is not None else Path.cwd()
+
+
+def open_storage(
+    url: str, heartbeat_interval: int = HEARTBEAT_INTERVAL
+) -> optuna.storages.BaseStorage:
+    """Open (and create if needed) the storage; raise ``StorageError`` on any failure."""
+    try:
+        if is_journal(url):
+            path = journal_path(url)
+            if not path.parent.is_dir():
+                raise OSError(f"directory {path.parent} does not exist")
+            return JournalStorage(JournalFileBackend(str(path)))
+        if "://" not in url:
+            raise ValueError("not a storage URL (sqlite:///FILE, postgresql://..., journal:FILE)")
+        path = sqlite_path(url)
+        if path is not None and not path.resolve().parent.is_dir():
+            raise OSError(f"directory {path.parent} does not exist")
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return _rdb(url, path is not None, heartbeat_interval)
+    except Exception as exc:  # noqa: BLE001 - drivers raise anything; the user gets one line
+        raise StorageError(
+            f"--storage {mask_url(url)}: cannot open: {_first_line(exc, url)}"
+        ) from None
+
+
+def _rdb(url: str, sqlite: bool, heartbeat_interval: int) -> RDBStorage:
+    storage = RDBStorage(
+        url,
+        # SQLite: wait for a lock instead of failing at once; others ignore it.
+        engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else None,
+        heartbeat_interval=heartbeat_interval,
+        grace_period=heartbeat_interval * GRACE_FACTOR,
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+    )
+    if sqlite:
+        # WAL lets readers (other workers, optuna-dashboard) work while one process writes;
+        # the mode is stored in the file, so setting it once per open is enough.
+        with storage.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    return storage
+
+
+def _first_line(exc: BaseException, url: str) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    secret = _secret(url)
+    line = line.replace(secret, "***") if secret else line
+    return mask_url(line)
+
+
+class _FileLock:
+    def __init__(self, path: Path) -> None:
+        self.path, self.handle = path, None
+
+    def acquire(self) -> None:
+        self.handle = open(self.path, "a")  # noqa: SIM115 - held across calls on purpose
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        if self.handle is not None:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+            self.handle = None
+
+
+class _SqlLock:
+    """A database-wide named lock held on one dedicated connection."""
+
+    def __init__(self, engine, key: str) -> None:
+        self.engine, self.key, self.conn = engine, key, None
+        self.dialect = engine.dialect.name
+        self.number = int(hashlib.sha1(key.encode()).hexdigest()[:15], 16)
+
+    def acquire(self) -> None:
+        from sqlalchemy import text
+
+        self.conn = self.engine.connect()
+        if self.dialect == "postgresql":
+            self.conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self.number})
+        else:
+            # A day is "until granted" without relying on how a server reads -1.
+            self.conn.execute(text("SELECT GET_LOCK(:k, 86400)"), {"k": self.key[:64]})
+
+    def release(self) -> None:
+        if self.conn is None:
+            return
+        from sqlalchemy import text
+
+        if self.dialect == "postgresql":
+            self.conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.number})
+        else:
+            self.conn.execute(text("SELECT RELEASE_LOCK(:k)"), {"k": self.key[:64]})
+        self.conn.close()
+        self.conn = None
+
+
+class ClaimLock:
+    """``with lock:`` acquires; ``release()`` may be called early (idempotent)."""
+
+    def __init__(self, impl) -> None:
+        self.impl = impl
+
+    def __enter__(self) -> ClaimLock:
+        self.impl.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def release(self) -> None:
+        self.impl.release()
+
+
+def claim_lock(storage: optuna.storages.BaseStorage, url: str, study_name: str) -> ClaimLock:
+    key = f"fashion-search:{study_name}"
+    if isinstance(storage, RDBStorage) and sqlite_path(url) is None:
+        return ClaimLock(_SqlLock(storage.engine, key))
+    path = journal_path(url) if is_journal(url) else sqlite_path(url)
+    if path is None:  # in-memory SQLite: one process by construction
+        path = Path(f"/tmp/{hashlib.sha1(key.encode()).hexdigest()}.lock")
+    return ClaimLock(_FileLock(path.with_name(path.name + f".{study_name}.lock")))

@@ -1,0 +1,116 @@
+"""Create or resume the study and run trials until it holds the requested finished trials.
+
+Optuna drives: each trial is ``study.optimize(objective, n_trials=1)``, so heartbeats,
+stale-trial failing and retries are Optuna's own. Around it, under the storage's claim lock,
+a worker looks at the study and takes only the work that is left:
+
+- search mode: stop when COMPLETE + PRUNED trials reach ``target``; while other workers' running
+  trials could still close the gap, wait for them instead of starting surplus trials;
+- grid mode: every combination is enqueued once (missing ones only, so a resume adds only
+  what is left), and a worker stops when no combination is waiting or unfinished.
+
+A killed worker's trial goes stale; the next worker to ask fails it and re-queues its params
+(``RetryHeartbeatStaleTrialCallback``), so the study still reaches its target.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from search.grid import combinations
+from search.storage import ClaimLock
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@dataclass
+class StudyPlan:
+    target: int  # finished trials wanted (search) or combinations to run (grid)
+    grid: dict[str, list] | None = None
+    timeout: float | None = None
+    poll_seconds: float = 2.0  # how often to look again while other workers finish
+
+
+def grid_todo(grid: dict[str, list], target: int) -> list[dict]:
+    """The first ``target`` combinations, in product order (``--trials`` caps the grid)."""
+    return combinations(grid)[:target]
+
+
+def _key(params: dict) -> tuple:
+    return tuple(sorted(params.items()))
+
+
+def _grid_state(study: optuna.Study, todo: list[dict]) -> tuple[int, list[dict], int]:
+    """(combinations finished, combinations neither finished nor queued/running, running)."""
+    trials = study.get_trials(deepcopy=False)
+    names = todo[0].keys() if todo else ()
+    done, busy = set(), set()
+    for t in trials:
+        fixed = (
+            t.params if t.state != TrialState.WAITING else t.system_attrs.get("fixed_params", {})
+        )
+        key = _key({k: fixed.get(k) for k in names})
+        if t.state in FINISHED:
+            done.add(key)
+        elif t.state in (TrialState.RUNNING, TrialState.WAITING):
+            busy.add(key)
+    missing = [c for c in todo if _key(c) not in done and _key(c) not in busy]
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    return sum(_key(c) in done for c in todo), missing, running
+
+
+def _fail_stale(study: optuna.Study) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def next_step(study: optuna.Study, plan: StudyPlan) -> str:
+    """Under the claim lock: 'run' a trial, 'wait' for running ones, or 'done'."""
+    _fail_stale(study)
+    if plan.grid is not None:
+        todo = grid_todo(plan.grid, plan.target)
+        finished, missing, running = _grid_state(study, todo)
+        for combo in missing:
+            study.enqueue_trial(combo)
+        if finished >= len(todo):
+            return "done"
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        return "run" if waiting else "wait"
+    trials = study.get_trials(deepcopy=False)
+    finished = sum(t.state in FINISHED for t in trials)
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    if finished >= plan.target:
+        return "done"
+    return "wait" if finished + running >= plan.target else "run"
+
+
+def finished_count(study: optuna.Study, plan: StudyPlan) -> int:
+    if plan.grid is not None:
+        return _grid_state(study, grid_todo(plan.grid, plan.target))[0]
+    return sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+
+
+def run_trials(study, objective, plan: StudyPlan, lock: ClaimLock, after_trial=None) -> str:
+    """Run trials until done or timed out; returns 'done' or 'timeout'."""
+    start = time.monotonic()
+    objective.claim = lock
+    while True:
+        if plan.timeout is not None and time.monotonic() - start >= plan.timeout:
+            return "timeout"
+        with lock:
+            step = next_step(study, plan)
+            if step == "run":
+                # The objective releases the lock as soon as Optuna has claimed the trial.
+                study.optimize(objective, n_trials=1)
+        if step == "done":
+            return "done"
+        if step == "wait":
+            time.sleep(plan.poll_seconds)
+        elif after_trial is not None:
+            after_trial(study)

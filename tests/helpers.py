@@ -1,0 +1,57 @@
+"""Small helpers shared by the end-to-end tests (no fixtures here: see conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli_command(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """``python -m search.run ARGS`` and an environment that finds this checkout."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return [sys.executable, "-m", "search.run", *args], env
+
+
+def cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    command, env = cli_command(args)
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60.0, process=None) -> bytes:
+    """Poll ``url`` until it answers 200 (a server starting up), or fail with the reason."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.read()
+        except OSError as exc:
+            last = exc
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer within {timeout} s: {last}")
+
+
+def load(storage: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def states(study: optuna.Study) -> list[str]:
+    return [t.state.name for t in study.get_trials()]

@@ -1,0 +1,114 @@
+"""search/run.py end to end: the CLI on the real data, in-process and as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from search.run import main
+from tests.conftest import QUICK
+from tests.helpers import load, states
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_three_trials_then_resume_adds_two(in_tmp, capsys):
+    assert main(["--trials", "3", *QUICK]) == 0
+    study = load("sqlite:///optuna.db", "fashion-mnist")
+    finished = [t for t in study.get_trials() if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 3
+    for t in finished:
+        assert t.intermediate_values, f"trial {t.number} reported no epoch"
+        assert {"n_parameters", "device", "epoch_seconds", "history"} <= t.user_attrs.keys()
+    out = capsys.readouterr().out
+    assert "best trial #" in out and "test_accuracy" in out and "optuna-dashboard" in out
+    rows = json.loads((in_tmp / "fashion-mnist-trials.json").read_text())
+    assert len(rows) == 3 and (in_tmp / "fashion-mnist-trials.csv").exists()
+
+    assert main(["--trials", "5", *QUICK]) == 0
+    study = load("sqlite:///optuna.db", "fashion-mnist")
+    assert len(study.get_trials()) == 5
+    first_params = [t.params for t in study.get_trials()[:3]]
+    assert all(t.params not in first_params for t in study.get_trials()[3:]), "resume resampled"
+
+
+def test_subprocess_help_and_run(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    helped = subprocess.run([sys.executable, "-m", "search.run", "--help"], capture_output=True,
+                            text=True, env=env, check=True)  # fmt: skip
+    for flag in ("--trials", "--storage", "--sampler", "--grid", "--pruner", "--train-size"):
+        assert flag in helped.stdout
+    done = subprocess.run(
+        [sys.executable, "-m", "search.run", "--trials", "1", *QUICK],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "1 complete" in done.stdout
+    assert (tmp_path / "optuna.db").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--trials", "0"], "--trials: must be a positive integer, got '0'"),
+        (["--trials", "-3"], "--trials: must be a positive integer"),
+        (["--sampler", "anneal"], "--sampler: invalid choice: 'anneal'"),
+        (["--pruner", "wizard"], "--pruner: invalid choice: 'wizard'"),
+        (["--sampler", "grid"], "--sampler grid needs --grid FILE"),
+        (["--grid", "missing.json"], "--grid missing.json: cannot be read"),
+        (["--grid", "bad.json"], "--grid bad.json: not valid json"),
+        (["--device", "tpu"], "--device must be one of auto, cpu, cuda, mps, got 'tpu'"),
+        (["--storage", "postgresql://u:pw@127.0.0.1:1/x"], "--storage postgresql://u:***@"),
+        (["--storage", "nonsense"], "--storage nonsense: cannot open"),
+        (["--data-dir", "damaged"], "damaged/train-images-idx3-ubyte.gz: cannot be read"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_nothing_written(in_tmp, capsys, args, message):
+    (in_tmp / "bad.json").write_text("{oops")
+    (in_tmp / "damaged").mkdir()
+    for name in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1"):
+        (in_tmp / "damaged" / f"{name}-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+    before = sorted(p.name for p in in_tmp.iterdir())
+    assert main([*args, *QUICK]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err, err
+    assert "\n" not in err and "pw" not in err
+    assert sorted(p.name for p in in_tmp.iterdir()) == before, "bad input wrote files"
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda(in_tmp, capsys):
+    assert main(["--device", "cuda", *QUICK]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_grid_sweeps_from_the_seed(in_tmp, capsys):
+    (in_tmp / "sweep.json").write_text(
+        '{"lr": [0.01], "batch_size": [1000, 2000], "shuffle": [true, false]}'
+    )
+    assert main(["--grid", "sweep.json", *QUICK]) == 0
+    study = load("sqlite:///optuna.db", "fashion-mnist-grid-sweep")
+    combos = sorted((t.params["batch_size"], t.params["shuffle"]) for t in study.get_trials())
+    assert combos == sorted([(1000, True), (1000, False), (2000, True), (2000, False)])
+    assert states(study) == ["COMPLETE"] * 4
+    table = json.loads((in_tmp / "fashion-mnist-grid-sweep-runs.json").read_text())
+    assert list(table[0]) == ["run", "epoch", "loss", "accuracy", "epoch duration",
+                              "run duration", "lr", "batch_size", "shuffle"]  # fmt: skip
+    accuracies = [row["accuracy"] for row in table]
+    assert accuracies == sorted(accuracies, reverse=True) and len(table) == 4
+
+    (in_tmp / "nets.json").write_text(json.dumps({
+        "lr": [0.01], "batch_size": [1000], "shuffle": [True], "num_workers": [1],
+        "device": ["cpu"], "network": ["no_batch_norm", "batch_norm"]}))  # fmt: skip
+    assert main(["--grid", "nets.json", *QUICK]) == 0
+    study = load("sqlite:///optuna.db", "fashion-mnist-grid-nets")
+    assert sorted(t.params["network"] for t in study.get_trials()) == [
+        "batch_norm",
+        "no_batch_norm",
+    ]
+    assert len(study.get_trials()) == 2

@@ -1,0 +1,53 @@
+"""search/study.py: pruning, divergence, resuming an interrupted grid."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+
+from search.run import main
+from search.storage import open_storage
+from tests.conftest import QUICK
+from tests.helpers import load
+
+GOOD = {"lr": 1e-3, "batch_size": 64, "optimizer": "adam", "weight_decay": 1e-6, "arch": "mlp",
+        "n_layers": 1, "batch_norm": False, "dropout": 0.0, "hidden_dim": 64}  # fmt: skip
+BAD = {**GOOD, "optimizer": "sgd", "momentum": 0.0, "lr": 1e-5}  # learns next to nothing
+
+
+def prepared(name: str, trials: list[dict]) -> optuna.Study:
+    study = optuna.create_study(study_name=name, storage=open_storage("sqlite:///optuna.db"),
+                                direction="maximize")  # fmt: skip
+    for params in trials:
+        study.enqueue_trial(params)
+    return study
+
+
+def test_median_pruner_prunes_a_bad_region(in_tmp):
+    prepared("fashion-mnist", [GOOD] * 5 + [BAD] * 3)
+    quick = [a for a in QUICK if a not in ("--epochs", "1")]
+    assert main(["--trials", "8", "--epochs", "3", "--pruner", "median", *quick]) == 0
+    trials = load("sqlite:///optuna.db", "fashion-mnist").get_trials()
+    assert [t.state.name for t in trials[:5]] == ["COMPLETE"] * 5
+    pruned = [t for t in trials[5:] if t.state.name == "PRUNED"]
+    assert len(pruned) == 3 and all(len(t.intermediate_values) < 3 for t in pruned)
+
+
+def test_diverging_trial_is_pruned_with_reason_and_study_goes_on(in_tmp):
+    prepared("fashion-mnist", [{**GOOD, "optimizer": "sgd", "momentum": 0.9, "lr": 1e4}, GOOD])
+    assert main(["--trials", "2", "--pruner", "none", *QUICK]) == 0
+    first, second = load("sqlite:///optuna.db", "fashion-mnist").get_trials()
+    assert first.state.name == "PRUNED" and "training loss became" in first.user_attrs["diverged"]
+    assert second.state.name == "COMPLETE"
+
+
+def test_interrupted_grid_resumes_only_the_rest(in_tmp):
+    (in_tmp / "g.json").write_text(json.dumps({"batch_size": [500, 1000, 2000]}))
+    assert main(["--grid", "g.json", "--trials", "1", *QUICK]) == 0  # stopped after one run
+    assert main(["--grid", "g.json", *QUICK]) == 0
+    trials = load("sqlite:///optuna.db", "fashion-mnist-grid-g").get_trials()
+    assert sorted(t.params["batch_size"] for t in trials) == [500, 1000, 2000]
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    assert main(["--grid", "g.json", *QUICK]) == 0  # a finished grid adds nothing
+    assert len(load("sqlite:///optuna.db", "fashion-mnist-grid-g").get_trials()) == 3

@@ -1,0 +1,143 @@
+"""MLflow end to end: a real ``mlflow server`` on loopback, the CLI in a subprocess, then the
+HTTP API, a download of the champion model, and a headless-Chromium look at the UI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from tests.conftest import QUICK
+from tests.helpers import cli, free_port, load
+from tests.test_study import BAD, GOOD
+
+TRACKED = [a for a in QUICK if a != "--no-mlflow"]
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def searched(server, tmp_path_factory):
+    """One tracked 3-trial study, shared by the assertions below."""
+    cwd = tmp_path_factory.mktemp("study")
+    done = cli(["--trials", "3", *TRACKED, "--tracking-uri", server], cwd)
+    assert done.returncode == 0, done.stderr
+    return cwd, done.stdout
+
+
+def test_parent_and_child_runs_match_the_storage(server, searched):
+    cwd, _ = searched
+    client = MlflowClient(server)
+    experiment = client.get_experiment_by_name("fashion-mnist")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 3
+    parent = parents[0]
+    assert {"study", "storage", "sampler", "pruner", "seed", "git_commit", "torch_version",
+            "device"} <= parent.data.tags.keys()  # fmt: skip
+    assert parent.data.params["trials"] == "3" and parent.info.status == "FINISHED"
+    assert "test_accuracy" in parent.data.metrics
+    study = load(f"sqlite:///{cwd / 'optuna.db'}", "fashion-mnist")
+    by_id = {t.user_attrs["mlflow_run_id"]: t for t in study.get_trials()}
+    for run in children:
+        trial = by_id[run.info.run_id]
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["optuna_trial_number"] == str(trial.number)
+        assert run.data.tags["optuna_state"] == trial.state.name
+        assert run.info.status == "FINISHED"
+        assert {k: str(v) for k, v in trial.params.items()}.items() <= run.data.params.items()
+        history = client.get_metric_history(run.info.run_id, "val_accuracy")
+        assert [m.step for m in history] == sorted(trial.intermediate_values)
+        assert [m.value for m in history] == [trial.intermediate_values[s] for s in sorted(
+            trial.intermediate_values)]  # fmt: skip
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "results")}
+    assert {"results/confusion_matrix.png", "results/per_class_accuracy.json",
+            "results/test_samples.png", "results/optuna_plots.html",
+            "results/fashion-mnist-trials.csv"} <= artifacts  # fmt: skip
+
+
+def test_champion_downloads_and_reproduces_test_accuracy(server, searched, raw):
+    client = MlflowClient(server)
+    version = client.get_model_version_by_alias("fashion-mnist-classifier", "champion")
+    logged = float(version.tags["test_accuracy"])
+    assert "[0, 1]" in version.description and "Ankle boot" in version.description
+    mlflow.set_tracking_uri(server)
+    model = mlflow.pytorch.load_model("models:/fashion-mnist-classifier@champion")
+    images = raw.test_images.unsqueeze(1).float() / 255  # what ToTensor gives
+    with torch.no_grad():
+        predicted = torch.cat(
+            [model(images[i : i + 1000]).argmax(1) for i in range(0, 10000, 1000)]
+        )
+    accuracy = (predicted == raw.test_labels).double().mean().item()
+    assert accuracy == pytest.approx(logged, abs=1e-4)
+
+
+def test_rerun_without_improvement_keeps_the_alias(server, searched):
+    cwd, _ = searched
+    client = MlflowClient(server)
+    before = client.get_model_version_by_alias("fashion-mnist-classifier", "champion").version
+    done = cli(["--trials", "4", *TRACKED, "--tracking-uri", server], cwd)
+    assert done.returncode == 0, done.stderr
+    study = load(f"sqlite:///{cwd / 'optuna.db'}", "fashion-mnist")
+    after = client.get_model_version_by_alias("fashion-mnist-classifier", "champion")
+    if study.best_trial.number < 3:  # the new trial did not win: nothing moves
+        assert after.version == before and "champion unchanged" in done.stdout
+    else:
+        assert after.tags["trial_number"] == str(study.best_trial.number)
+    runs = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id])
+    trial_numbers = [r.data.tags["optuna_trial_number"] for r in runs
+                     if "optuna_trial_number" in r.data.tags]  # fmt: skip
+    assert sorted(trial_numbers) == ["0", "1", "2", "3"], "a trial was logged twice"
+
+
+def test_pruned_trial_run_has_tag_and_its_epochs(server, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="pruning", storage=storage, direction="maximize")
+    for params in [GOOD] * 5 + [BAD]:
+        study.enqueue_trial(params)
+    args = ["--trials", "6", "--study", "pruning", "--storage", storage, "--pruner", "median",
+            "--epochs", "3", "--train-size", "2000", "--quiet",
+            "--tracking-uri", server]  # fmt: skip
+    done = cli(args, tmp_path)
+    assert done.returncode == 0, done.stderr
+    pruned = [t for t in load(storage, "pruning").get_trials() if t.state.name == "PRUNED"]
+    assert pruned, "the bad trial was not pruned"
+    client = MlflowClient(server)
+    run = client.get_run(pruned[0].user_attrs["mlflow_run_id"])
+    assert run.data.tags["optuna_state"] == "PRUNED" and run.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
+    assert steps == sorted(pruned[0].intermediate_values) and len(steps) < 3
+
+
+def test_unreachable_tracking_server_exits_2_before_training(tmp_path):
+    done = cli(["--trials", "1", *TRACKED, "--tracking-uri", f"http://127.0.0.1:{free_port()}"],
+               tmp_path, timeout=120)  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "MLflow server not reachable" in lines[0]
+    assert not (tmp_path / "optuna.db").exists(), "training storage was created"
+
+
+def test_browser_shows_champion_in_mlflow_ui(server, searched, tmp_path):
+    """Headless Chromium (Debian's package, installed by set-up) opens the model page."""
+    assert shutil.which(CHROMIUM), "chromium is missing: run `make install`"
+    from playwright.sync_api import sync_playwright
+
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+    shot = Path(os.environ.get("SCREENSHOT_DIR", tmp_path)) / "mlflow-champion.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=flags)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{server}/#/models/fashion-mnist-classifier")
+        page.get_by_text("champion").first.wait_for(timeout=60_000)
+        assert page.get_by_text("Version 1").count() >= 1
+        page.screenshot(path=str(shot))
+        browser.close()
+    assert shot.stat().st_size > 10_000
