@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import itertools
 import platform
 import sys
 import tempfile
@@ -28,6 +29,8 @@ from data import Batches, DataError, load_splits, locate_data_dir
 from data.fashion_mnist import FILES
 from models import SEED_NETWORKS, SeedNetConfig, build_model
 from search.device import DeviceError, describe, resolve_device
+
+WARM_UP_BATCHES = 20  # enough for cuDNN to pick its kernels; a fraction of a second on a CPU
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -64,6 +67,13 @@ def run_epoch(model, batches: Iterable, device: torch.device) -> tuple[int, floa
     return samples, time.perf_counter() - start
 
 
+def warm_up(config: SeedNetConfig, batches: Batches, device: torch.device) -> None:
+    """A few untimed steps first: CUDA context, cuDNN algorithm choice and the allocator's
+    first blocks would otherwise be charged to whichever path happens to run first."""
+    model = build_model(config).to(device)
+    run_epoch(model, itertools.islice(batches, WARM_UP_BATCHES), device)
+
+
 def tutorial_loader(data_dir: Path, root: Path, mean: float, std: float, args):
     """torchvision's dataset reads uncompressed files from ``root/FashionMNIST/raw``."""
     import torchvision
@@ -97,10 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"hardware: {describe(device)}, {platform.processor() or platform.machine()}")
     print(f"torch {torch.__version__}, batch size {args.batch_size}, network {args.network}")
     config = SeedNetConfig(args.network)
+    b_batches = Batches(*splits.train, args.batch_size, shuffle=True, seed=0)
+    warm_up(config, b_batches, device)
     with tempfile.TemporaryDirectory() as tmp:
         loader = tutorial_loader(data_dir, Path(tmp), splits.mean, splits.std, args)
         a = run_epoch(build_model(config).to(device), loader, device)
-    b_batches = Batches(*splits.train, args.batch_size, shuffle=True, seed=0)
     b = run_epoch(build_model(config).to(device), b_batches, device)
     rate_a, rate_b = a[0] / a[1], b[0] / b[1]
     print(f"(a) torchvision + DataLoader: {rate_a:10.0f} samples/s ({a[1]:.2f} s, 1 epoch)")

@@ -88,6 +88,23 @@ def open_storage(
 
 
 def _rdb(url: str, sqlite: bool, heartbeat_interval: int) -> RDBStorage:
+    if sqlite:  # one machine: --workers opens the storage once before it starts any worker
+        return _rdb_storage(url, sqlite, heartbeat_interval)
+    # Workers started together on a fresh database would all create Optuna's tables at once,
+    # and PostgreSQL answers the losers with "duplicate key ... pg_type": take turns.
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    lock = _SqlLock(engine, "fashion-search:schema")
+    lock.acquire()
+    try:
+        return _rdb_storage(url, sqlite, heartbeat_interval)
+    finally:
+        lock.release()
+        engine.dispose()
+
+
+def _rdb_storage(url: str, sqlite: bool, heartbeat_interval: int) -> RDBStorage:
     storage = RDBStorage(
         url,
         # SQLite: wait for a lock instead of failing at once; others ignore it.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -55,3 +56,25 @@ def load(storage: str, name: str) -> optuna.Study:
 
 def states(study: optuna.Study) -> list[str]:
     return [t.state.name for t in study.get_trials()]
+
+
+def kill_mid_trial(
+    victim: subprocess.Popen, storage: str, study: str, sig=signal.SIGKILL, timeout=300
+) -> int:
+    """Send ``sig`` to ``victim`` once one of its trials has reported an epoch (polling the
+    storage, the only place that knows); waits for it to exit and returns that trial."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert victim.poll() is None, "the worker ended before it could be killed"
+        try:
+            trials = load(storage, study).get_trials()
+        except KeyError:  # the study is not created yet
+            trials = []
+        for t in trials:
+            mine = t.user_attrs.get("worker", "").endswith(f":{victim.pid}")
+            if mine and t.state.name == "RUNNING" and t.intermediate_values:
+                victim.send_signal(sig)
+                victim.wait()
+                return t.number
+        time.sleep(0.05)
+    raise AssertionError("no trial of the victim reached an epoch in time")

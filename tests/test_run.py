@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from search.run import main
 from tests.conftest import QUICK
-from tests.helpers import load, states
+from tests.helpers import cli_command, kill_mid_trial, load, states
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,3 +113,21 @@ def test_grid_sweeps_from_the_seed(in_tmp, capsys):
         "no_batch_norm",
     ]
     assert len(study.get_trials()) == 2
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_marks_the_trial_prints_summary_and_resumes(tmp_path, sig):
+    args = ["--trials", "2", "--epochs", "3", *QUICK[2:]]  # QUICK minus its --epochs 1
+    command, env = cli_command(args)
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    interrupted = kill_mid_trial(proc, storage, "fashion-mnist", sig=sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "study 'fashion-mnist':" in out and "interrupted" in out
+    trial = load(storage, "fashion-mnist").get_trials()[interrupted]
+    assert trial.state.name == "FAIL", "the running trial was left RUNNING"
+    assert main(["--trials", "2", "--storage", storage, *QUICK]) == 0
+    finished = [t for t in load(storage, "fashion-mnist").get_trials() if t.state.is_finished()]
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in finished) == 2

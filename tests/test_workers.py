@@ -4,16 +4,16 @@ SIGKILL mid-trial, exactly-once grids, and ``--workers`` on the default local st
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import time
 import uuid
 from collections import Counter
 
+import psycopg
+import pymysql
 import pytest
 from mlflow import MlflowClient
 
-from tests.helpers import cli, cli_command, load
+from tests.helpers import cli, cli_command, kill_mid_trial, load
 
 SECRET = "pw-never-printed"  # trust auth ignores it; it is here to prove it is masked
 QUICK = ["--epochs", "2", "--train-size", "2000", "--quiet", "--heartbeat", "1"]
@@ -22,19 +22,16 @@ QUICK = ["--epochs", "2", "--train-size", "2000", "--quiet", "--heartbeat", "1"]
 @pytest.fixture
 def pg_url():
     """A fresh PostgreSQL database per test (dropped afterwards)."""
-    psycopg2 = pytest.importorskip("psycopg2")
     name = f"fs_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
-    admin.autocommit = True
+    admin = psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True)
     admin.cursor().execute(f"CREATE DATABASE {name}")
     yield f"postgresql://postgres:{SECRET}@127.0.0.1:5432/{name}"
-    admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
+    admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
     admin.close()
 
 
 @pytest.fixture
 def maria_url():
-    pymysql = pytest.importorskip("pymysql")
     name = f"fs_{uuid.uuid4().hex[:10]}"
     admin = pymysql.connect(host="127.0.0.1", user="root", autocommit=True)
     admin.cursor().execute(f"CREATE DATABASE {name}")
@@ -55,25 +52,6 @@ def finish(procs: list[subprocess.Popen], timeout: float = 600) -> list[tuple[in
         out, err = p.communicate(timeout=timeout)
         results.append((p.returncode, out, err))
     return results
-
-
-def kill_mid_trial(victim: subprocess.Popen, storage: str, study: str, timeout=300) -> int:
-    """SIGKILL ``victim`` once one of its trials has reported an epoch; returns that trial."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert victim.poll() is None, "the worker ended before it could be killed"
-        try:
-            trials = load(storage, study).get_trials()
-        except KeyError:  # the study is not created yet
-            trials = []
-        for t in trials:
-            mine = t.user_attrs.get("worker", "").endswith(f":{victim.pid}")
-            if mine and t.state.name == "RUNNING" and t.intermediate_values:
-                victim.send_signal(signal.SIGKILL)
-                victim.wait()
-                return t.number
-        time.sleep(0.05)
-    raise AssertionError("no trial of the victim reached an epoch in time")
 
 
 def test_two_workers_share_six_trials(pg_url, server, tmp_path):
