@@ -245,9 +245,19 @@ def quiet_libraries() -> None:
     """Optuna logs every trial at INFO and MLflow/torch.export narrate the model logging: the
     progress bar and summary say what matters."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for handler in logging.getLogger("optuna").handlers:
+        handler.addFilter(_interrupt_without_traceback)
     for name in ("mlflow", "torch._export", "torch.export", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message="The number of trials is too small")
+
+
+def _interrupt_without_traceback(record: logging.LogRecord) -> bool:
+    """Optuna logs a trial stopped by Ctrl-C/SIGTERM with a traceback; a user who pressed
+    Ctrl-C needs the one line that says which trial was stopped, not where."""
+    if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+        record.exc_info = None
+    return True
 
 
 def after_trial(study: optuna.Study, objective: Objective, progress: Progress, plan) -> None:
