@@ -75,7 +75,7 @@ def build_parser(doc: str) -> Parser:
         "--epochs",
         type=positive_int,
         default=3,
-        help="max epochs per trial (default: 3: ~25 min for 50 trials on 2 CPU cores)",
+        help="max epochs per trial (default: 3: ~38 min for 50 trials on 2 CPU cores)",
     )
     g.add_argument(
         "--study",
