@@ -42,13 +42,13 @@ def main(argv: list[str] | None = None) -> int:
 
         def sample() -> None:
             while not stop.wait(1.0):
-                try:
-                    study = optuna.load_study(study_name="memory", storage=storage)
-                    done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
-                except KeyError:
-                    done = 0
+                study = optuna.load_study(study_name="memory", storage=storage)
+                done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
                 samples[done] = rss_mb()
 
+        # Create the study first: the sampling thread and the run would otherwise race to
+        # create the schema of the fresh SQLite file.
+        optuna.create_study(study_name="memory", storage=storage, direction="maximize")
         thread = threading.Thread(target=sample, daemon=True)
         thread.start()
         flags = ["--epochs", "1", "--train-size", "2000", "--no-mlflow", "--quiet"]
