@@ -3,9 +3,9 @@
     python -m benchmarks.memory [--trials 50]
 
 Runs one in-process study (``search.run.main``, --epochs 1 --train-size 2000, no MLflow) in a
-temp dir while a thread samples this process's RSS once a second together with the number of
-finished trials; prints RSS at every tenth trial and the peak (``ru_maxrss``). Prints figures,
-asserts nothing.
+temp dir while a thread samples this process's RSS twice a second; afterwards each sample is
+matched to the trials finished by then. Prints RSS after the 1st and every 10th trial and the
+peak (``ru_maxrss``). Prints figures, asserts nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import platform
 import resource
 import tempfile
 import threading
+import time
 
 import optuna
 import torch
@@ -35,20 +36,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from search.run import main as run
 
-    samples: dict[int, float] = {}
+    samples: list[tuple[float, float]] = []  # (unix time, RSS MB): the thread only reads /proc
     stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.5):
+            samples.append((time.time(), rss_mb()))
+
     with tempfile.TemporaryDirectory() as tmp:
         storage = f"sqlite:///{tmp}/optuna.db"
-
-        def sample() -> None:
-            while not stop.wait(1.0):
-                study = optuna.load_study(study_name="memory", storage=storage)
-                done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
-                samples[done] = rss_mb()
-
-        # Create the study first: the sampling thread and the run would otherwise race to
-        # create the schema of the fresh SQLite file.
-        optuna.create_study(study_name="memory", storage=storage, direction="maximize")
         thread = threading.Thread(target=sample, daemon=True)
         thread.start()
         flags = ["--epochs", "1", "--train-size", "2000", "--no-mlflow", "--quiet"]
@@ -57,12 +53,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         stop.set()
         thread.join()
+        trials = optuna.load_study(study_name="memory", storage=storage).get_trials()
+    ends = sorted(t.datetime_complete.timestamp() for t in trials if t.datetime_complete)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"hardware: {platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}")
     print(f"{args.trials} trials, --epochs 1 --train-size 2000, one process, exit {code}")
-    for n in sorted(samples):
-        if n and (n % 10 == 0 or n == max(samples)):
-            print(f"  after {n:3d} finished trials: RSS {samples[n]:7.1f} MB")
+    for n, end in enumerate(ends, start=1):
+        before = [mb for t, mb in samples if t <= end]
+        if before and (n % 10 == 0 or n == 1):
+            print(f"  after {n:3d} finished trials: RSS {before[-1]:7.1f} MB")
     print(f"peak RSS: {peak:.1f} MB")
     return code
 
