@@ -115,12 +115,20 @@ def test_grid_sweeps_from_the_seed(in_tmp, capsys):
     assert len(study.get_trials()) == 2
 
 
+def _as_in_a_terminal() -> None:
+    """A shell without job control starts background jobs with SIGINT ignored, and a CI runner
+    may start pytest so; Python then ignores Ctrl-C too. A terminal's Ctrl-C meets the default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_marks_the_trial_prints_summary_and_resumes(tmp_path, sig):
     args = ["--trials", "2", "--epochs", "3", *QUICK[2:]]  # QUICK minus its --epochs 1
     command, env = cli_command(args)
-    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=_as_in_a_terminal,
+    )  # fmt: skip
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     interrupted = kill_mid_trial(proc, storage, "fashion-mnist", sig=sig)
     out, err = proc.communicate(timeout=120)
