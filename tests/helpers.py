@@ -28,6 +28,20 @@ def cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedP
                           timeout=timeout)  # fmt: skip
 
 
+def _as_in_a_terminal() -> None:
+    """A shell without job control starts background jobs with SIGINT ignored, and a CI runner
+    may start pytest so; Python then ignores Ctrl-C too. A terminal's Ctrl-C meets the default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start(args: list[str], cwd: Path) -> subprocess.Popen:
+    """``python -m search.run ARGS`` in the background, output captured, as from a terminal."""
+    command, env = cli_command(args)
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_as_in_a_terminal)  # fmt: skip
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

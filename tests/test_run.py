@@ -13,7 +13,7 @@ import pytest
 
 from search.run import main
 from tests.conftest import QUICK
-from tests.helpers import cli_command, kill_mid_trial, load, states
+from tests.helpers import kill_mid_trial, load, start, states
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,20 +115,10 @@ def test_grid_sweeps_from_the_seed(in_tmp, capsys):
     assert len(study.get_trials()) == 2
 
 
-def _as_in_a_terminal() -> None:
-    """A shell without job control starts background jobs with SIGINT ignored, and a CI runner
-    may start pytest so; Python then ignores Ctrl-C too. A terminal's Ctrl-C meets the default."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_marks_the_trial_prints_summary_and_resumes(tmp_path, sig):
     args = ["--trials", "2", "--epochs", "3", *QUICK[2:]]  # QUICK minus its --epochs 1
-    command, env = cli_command(args)
-    proc = subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, preexec_fn=_as_in_a_terminal,
-    )  # fmt: skip
+    proc = start(args, tmp_path)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     interrupted = kill_mid_trial(proc, storage, "fashion-mnist", sig=sig)
     out, err = proc.communicate(timeout=120)

@@ -13,7 +13,7 @@ import pymysql
 import pytest
 from mlflow import MlflowClient
 
-from tests.helpers import cli, cli_command, kill_mid_trial, load
+from tests.helpers import cli, kill_mid_trial, load, start
 
 SECRET = "pw-never-printed"  # trust auth ignores it; it is here to prove it is masked
 QUICK = ["--epochs", "2", "--train-size", "2000", "--quiet", "--heartbeat", "1"]
@@ -38,12 +38,6 @@ def maria_url():
     yield f"mysql+pymysql://root@127.0.0.1:3306/{name}"
     admin.cursor().execute(f"DROP DATABASE {name}")
     admin.close()
-
-
-def start(args: list[str], cwd) -> subprocess.Popen:
-    command, env = cli_command(args)
-    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
 def finish(procs: list[subprocess.Popen], timeout: float = 600) -> list[tuple[int, str, str]]:
