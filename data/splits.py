@@ -17,14 +17,19 @@ import torch
 from data.fashion_mnist import RawFashionMNIST, locate_data_dir, read_raw
 
 VAL_SIZE = 10_000  # the tutorials' validation size; 1,000 per class on Fashion-MNIST
+# Intermediate steps are judged on a fixed stratified part of the validation split: 2,000
+# images rank trials to about +-0.007 (binomial standard error at 90%) for a fifth of the cost.
+PROBE_SIZE = 2_000
 
 
 @dataclass(frozen=True)
 class Splits:
     """Normalized float32 images (N, 1, 28, 28) and int64 labels (N,), all on ``device``.
 
-    ``mean`` and ``std`` are the train statistics of pixels scaled to [0, 1]: a model that
-    receives ``ToTensor``-style input applies ``(x - mean) / std`` itself.
+    ``probe`` is a fixed stratified subset of ``val`` (the whole of it when ``val`` is small)
+    for cheap intermediate validation. ``mean`` and ``std`` are the train statistics of pixels
+    scaled to [0, 1]: a model that receives ``ToTensor``-style input applies
+    ``(x - mean) / std`` itself.
     """
 
     train: tuple[torch.Tensor, torch.Tensor]
@@ -33,6 +38,11 @@ class Splits:
     mean: float
     std: float
     device: torch.device
+    probe: tuple[torch.Tensor, torch.Tensor]
+
+    def train_and_val(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All 60,000 labelled images, for the final fit once the search has chosen."""
+        return torch.cat([self.train[0], self.val[0]]), torch.cat([self.train[1], self.val[1]])
 
 
 def _per_class_counts(labels: torch.Tensor, total: int) -> torch.Tensor:
@@ -86,16 +96,26 @@ def make_splits(
     train_pixels = raw.train_images[train_idx].float().div_(255.0)
     mean, std = float(train_pixels.mean()), float(train_pixels.std())
     device = torch.device(device)
+    val = (_to_float(raw.train_images[val_idx], mean, std, device),
+           raw.train_labels[val_idx].to(device))  # fmt: skip
     return Splits(
         train=(_to_float(raw.train_images[train_idx], mean, std, device),
                raw.train_labels[train_idx].to(device)),
-        val=(_to_float(raw.train_images[val_idx], mean, std, device),
-             raw.train_labels[val_idx].to(device)),
+        val=val,
         test=(_to_float(raw.test_images, mean, std, device), raw.test_labels.to(device)),
         mean=mean,
         std=std,
         device=device,
+        probe=_probe(val, seed),
     )  # fmt: skip
+
+
+def _probe(val: tuple[torch.Tensor, torch.Tensor], seed: int):
+    if len(val[1]) <= PROBE_SIZE:
+        return val
+    keep, _ = stratified_take(val[1].cpu(), PROBE_SIZE, seed + 2)
+    keep = keep.to(val[0].device)
+    return val[0][keep], val[1][keep]
 
 
 def _split_indices(labels: torch.Tensor, val_size: int, seed: int):

@@ -1,11 +1,13 @@
 """The Optuna objective: one trial = build the model from its params, train, report, prune.
 
-Every epoch: ``trial.report(val_accuracy, epoch)`` (the dashboard's intermediate values), the
-epoch's metrics appended to the trial's ``history`` user attribute (so tables and resumes need
-only the storage), the tracker's ``log_epoch``, then the pruner's verdict. A diverging trial
-(non-finite loss) ends PRUNED with the reason in its ``diverged`` user attribute, and the study
-goes on. The process keeps the weights of its best trial in memory, for the final test-set
-evaluation without retraining.
+Every step (a fixed number of training images): ``trial.report(val_accuracy, step)`` (the
+dashboard's intermediate values), the step's metrics appended to the trial's ``history`` user
+attribute (so tables and resumes need only the storage), the tracker's ``log_step``, then the
+pruner's verdict. The trial's value is the validation accuracy after its whole budget, on the
+whole validation split. A diverging trial (non-finite loss) ends PRUNED with the reason in its
+``diverged`` user attribute, and the study goes on; so does a trial stopped because the run's
+``--budget`` would not let it finish (``stopped``: budget). The process keeps the weights of
+its best trial in memory, for the final evaluation without retraining.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import torch
 
 from data import Splits
 from models import build_model, count_parameters
+from search.budget import Budget
 from search.grid import with_defaults
 from search.space import TrialSpec, spec_from_params, suggest_params
-from search.train import Diverged, EpochMetrics, train
+from search.train import Diverged, StepMetrics, train
 
 
 @dataclass
@@ -44,10 +47,13 @@ class Objective:
         seed: int,
         grid: dict[str, list] | None = None,
         tracker=None,
-        on_epoch: Callable[[int, EpochMetrics], None] | None = None,
+        on_step: Callable[[int, StepMetrics], None] | None = None,
+        steps: int | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.splits, self.epochs, self.seed, self.grid = splits, epochs, seed, grid
-        self.tracker, self.on_epoch = tracker, on_epoch
+        self.tracker, self.on_step, self.steps = tracker, on_step, steps
+        self.budget = budget or Budget(None)
         self.best: BestWeights | None = None
         self.claim = None  # set by the study loop: released once our trial is claimed
         self._device_splits = {splits.device.type: splits}
@@ -70,7 +76,7 @@ class Objective:
             target = resolve_device(device)
             moved = {
                 name: tuple(t.to(target) for t in getattr(self.splits, name))
-                for name in ("train", "val", "test")
+                for name in ("train", "val", "test", "probe")
             }
             self._device_splits[device] = Splits(
                 **moved, mean=self.splits.mean, std=self.splits.std, device=target
@@ -81,7 +87,7 @@ class Objective:
         if self.claim is not None:
             self.claim.release()  # the trial is ours now: let other workers ask
         params = self.params(trial)
-        spec = spec_from_params(params, self.epochs, self.seed + trial.number)
+        spec = spec_from_params(params, self.epochs, self.seed + trial.number, self.steps)
         splits = self.splits_for(params)
         run_id = self.tracker.start_trial(trial, params) if self.tracker else None
         if run_id:
@@ -108,42 +114,57 @@ class Objective:
         trial.set_user_attr("device", splits.device.type)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         history: list[dict[str, float]] = []
+        over_budget = False
 
-        def on_epoch(m: EpochMetrics) -> bool:
+        def on_step(m: StepMetrics) -> bool:
+            nonlocal over_budget
             history.append(asdict(m))
-            trial.report(m.val_accuracy, m.epoch)
+            trial.report(m.val_accuracy, m.step)
             trial.set_user_attr("history", history)
             if self.tracker is not None:
-                self.tracker.log_epoch(trial, m)
-            if self.on_epoch is not None:
-                self.on_epoch(trial.number, m)
-            # The last epoch is the full budget: a finished trial is COMPLETE, not PRUNED.
-            return m.epoch < spec.train.epochs and trial.should_prune()
+                self.tracker.log_step(trial, m)
+            if self.on_step is not None:
+                self.on_step(trial.number, m)
+            steps_left = len_steps - m.step
+            over_budget = not self.budget.allows(m.step_seconds * steps_left * 1.1)
+            # The last step is the full budget: a finished trial is COMPLETE, not PRUNED.
+            return steps_left > 0 and (over_budget or trial.should_prune())
 
+        len_steps = spec.train.steps or spec.train.epochs
         start = time.perf_counter()
+        probe = splits.probe if self.grid is None else None  # a grid reports whole epochs
         try:
-            result = train(model, splits, spec.train, on_epoch=on_epoch)
+            result = train(model, splits.train, spec.train, splits.val, probe, on_step)
         except Diverged as exc:
             trial.set_user_attr("diverged", str(exc))
             raise optuna.TrialPruned(f"diverged: {exc}") from None
         finally:
             trial.set_user_attr("train_seconds", round(time.perf_counter() - start, 3))
+            images = round(history[-1]["epoch"] * len(splits.train[1])) if history else 0
+            trial.set_user_attr("train_images", images)
+            trial.set_user_attr("step_seconds", [round(h["step_seconds"], 3) for h in history])
+        if result.stopped_early:
             del model
             release_memory(splits.device)
-        best = result.best
-        trial.set_user_attr("best_epoch", best.epoch)
-        trial.set_user_attr("epoch_seconds", [round(h["epoch_seconds"], 3) for h in history])
-        if result.stopped_early:
-            raise optuna.TrialPruned(f"pruned after epoch {result.history[-1].epoch}")
-        self._keep_if_best(trial.number, best.val_accuracy, spec, result.best_state)
-        if self.tracker is not None and _beats_study(trial, best.val_accuracy):
-            self.tracker.save_checkpoint(trial, spec, result.best_state)
-        return best.val_accuracy
+            if over_budget:
+                trial.set_user_attr("stopped", "budget: it could not finish in the time left")
+            raise optuna.TrialPruned(f"pruned after step {result.last.step}")
+        value = result.last.val_accuracy
+        self._keep_if_best(trial, value, spec, model)
+        del model
+        release_memory(splits.device)
+        return value
 
-    def _keep_if_best(self, number: int, value: float, spec: TrialSpec, state) -> None:
-        if self.best is None or value > self.best.value:
-            cpu_state = {k: v.detach().cpu().clone() for k, v in state.items()}
-            self.best = BestWeights(number, value, spec, cpu_state)
+    def _keep_if_best(self, trial: optuna.Trial, value: float, spec: TrialSpec, model) -> None:
+        beats_process = self.best is None or value > self.best.value
+        beats_study = self.tracker is not None and _beats_study(trial, value)
+        if not (beats_process or beats_study):
+            return
+        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        if beats_process:
+            self.best = BestWeights(trial.number, value, spec, state)
+        if beats_study:
+            self.tracker.save_checkpoint(trial, spec, state)
 
 
 def _beats_study(trial: optuna.Trial, value: float) -> bool:

@@ -1,4 +1,5 @@
-"""Progress on the terminal: one bar over trials, the current epoch and best-so-far beside it.
+"""Progress on the terminal: one bar over trials, the current step and best-so-far beside it,
+then the final fit's epochs.
 
 ``--quiet`` turns it off (scripts, CI logs). Optuna's per-trial INFO lines are silenced in
 ``search.run``: the bar says the same in one line.
@@ -9,24 +10,30 @@ from __future__ import annotations
 import optuna
 from tqdm import tqdm
 
-from search.train import EpochMetrics
+from search.train import StepMetrics
 
 
 class Progress:
-    def __init__(self, total: int, done: int, epochs: int, quiet: bool) -> None:
-        self.epochs, self.quiet = epochs, quiet
+    def __init__(self, total: int, done: int, steps: int, quiet: bool) -> None:
+        self.steps, self.quiet = steps, quiet
         self.bar = (
             None if quiet else tqdm(total=total, initial=done, unit="trial", dynamic_ncols=True)
         )
         self.best: float | None = None
 
-    def on_epoch(self, trial_number: int, m: EpochMetrics) -> None:
+    def on_step(self, trial_number: int, m: StepMetrics) -> None:
         if self.bar is None:
             return
         best = f" best {self.best:.4f}" if self.best is not None else ""
         self.bar.set_postfix_str(
-            f"trial {trial_number} epoch {m.epoch}/{self.epochs} val {m.val_accuracy:.4f}{best}"
+            f"trial {trial_number} step {m.step}/{self.steps} val {m.val_accuracy:.4f}{best}"
         )
+
+    def final_epoch(self, m: StepMetrics, epochs: int) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(
+                f"final fit epoch {m.step}/{epochs} train_accuracy {m.train_accuracy:.4f}"
+            )
 
     def after_trial(self, study: optuna.Study, finished: int) -> None:
         try:

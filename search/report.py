@@ -44,10 +44,10 @@ def grid_rows(study: optuna.Study, grid: dict[str, list]) -> pd.DataFrame:
         combo = tuple((k, t.params.get(k)) for k in grid)
         run_duration = 0.0
         for h in t.user_attrs.get("history", []):
-            run_duration += h["epoch_seconds"]
+            run_duration += h["step_seconds"]  # grid mode reports once per epoch
             rows.append({
-                "run": order.get(combo), "epoch": h["epoch"], "loss": h["train_loss"],
-                "accuracy": h["train_accuracy"], "epoch duration": h["epoch_seconds"],
+                "run": order.get(combo), "epoch": round(h["epoch"]), "loss": h["train_loss"],
+                "accuracy": h["train_accuracy"], "epoch duration": h["step_seconds"],
                 "run duration": run_duration, **dict(combo),
             })  # fmt: skip
     return run_table(rows, list(grid))
@@ -66,14 +66,16 @@ class Summary:
     model_note: str = ""
     tracking: str = ""
     files: list[Path] = field(default_factory=list)
-    stopped: str = "done"
+    stopped: str = "done"  # done, timeout, budget, interrupted, worker failed (...)
+    ended: str = "done"  # the same in the words of the flag that ended the study
+    final_seconds: float | None = None
 
     def lines(self) -> list[str]:
         c = self.counts
         out = [
             f"study {self.study_name!r}: {c.get('COMPLETE', 0)} complete, "
             f"{c.get('PRUNED', 0)} pruned, {c.get('FAIL', 0)} failed "
-            f"({self.stopped}, {self.wall_seconds:.0f} s this run)",
+            f"({self.ended}; {self.wall_seconds:.0f} s this run)",
         ]
         if self.best_trial is None:
             out.append("no trial has completed yet: nothing to evaluate")

@@ -1,8 +1,15 @@
 """python -m search.run: tune a Fashion-MNIST classifier with Optuna, track it in MLflow.
 
-    python -m search.run --trials 50                       # TPE + pruning, sqlite:///optuna.db
+    python -m search.run --trials 50                       # TPE + Hyperband, sqlite:///optuna.db
+    python -m search.run --trials 50 --budget 10m          # and end within 10 minutes
     python -m search.run --sampler grid --grid sweep.json  # RunBuilder sweep, each combo once
     optuna-dashboard sqlite:///optuna.db                   # look at the study
+
+A new study's first trial is the seed article's hand-tuned CNN (--no-warm-start skips it).
+Each trial trains for --epochs and reports validation accuracy every --step-images training
+images, so Hyperband stops bad trials after seconds. When the trials are done, the best
+configuration is trained again for --final-epochs on train + validation: that model is the
+champion, evaluated once on the held-out test set and registered in MLflow.
 
 Re-running with the same --study and --storage resumes: trials are added until the study
 holds --trials finished (COMPLETE or PRUNED) trials. Exit status: 0 done, 2 bad input,
@@ -26,15 +33,17 @@ import torch
 
 from data import DataError, load_splits
 from models import Normalized, build_model
+from search.budget import Budget, final_epochs_that_fit, process_start
 from search.cli import UsageError, parse_args
 from search.device import DeviceError, describe, resolve_device
 from search.figures import confusion, confusion_png, optuna_html, per_class_json, samples_png
+from search.final import final_fit
 from search.grid import GridError, load_grid
 from search.objective import Objective
 from search.progress import Progress
 from search.report import Summary, grid_rows, save_table, state_counts, trials_table
 from search.samplers import make_pruner, make_sampler
-from search.space import spec_from_params
+from search.space import WARM_START, spec_from_params
 from search.storage import (
     StorageError,
     claim_lock,
@@ -76,7 +85,7 @@ def make_tracker(args: argparse.Namespace, device: torch.device) -> Tracker | No
     tags = {"storage": mask_url(args.storage), "sampler": args.sampler, "pruner": args.pruner,
             "seed": str(args.seed), "torch_version": torch.__version__,
             "device": describe(device)}  # fmt: skip
-    hidden = ("heartbeat", "worker", "parent_run_id")
+    hidden = ("heartbeat", "worker", "parent_run_id", "deadline")
     params = {k: v for k, v in vars(args).items() if v is not None and k not in hidden}
     if args.parent_run_id:  # a --workers child: log under the supervisor's parent run
         tracker.parent_id = args.parent_run_id
@@ -85,19 +94,33 @@ def make_tracker(args: argparse.Namespace, device: torch.device) -> Tracker | No
     return tracker
 
 
-def open_study(args: argparse.Namespace, storage) -> optuna.Study:
+def trial_steps(args: argparse.Namespace, splits) -> int | None:
+    """Reports per trial: one per --step-images training images (grid mode: one per epoch,
+    RunManager's rows). ``None`` means one per epoch."""
+    if args.grid:
+        return None
+    return max(1, round(args.epochs * len(splits.train[1]) / args.step_images))
+
+
+def open_study(args: argparse.Namespace, storage, steps: int | None) -> optuna.Study:
     study = optuna.create_study(
         study_name=args.study,
         storage=storage,
         direction="maximize",
-        pruner=make_pruner(args.pruner, args.epochs),
+        pruner=make_pruner(args.pruner, steps or args.epochs),
         load_if_exists=True,
     )
+    trials = study.get_trials(deepcopy=False)
     # A resumed study must not replay the first seeded samples (optuna#3255): offset the seed.
-    study.sampler = make_sampler(args.sampler, args.seed + len(study.get_trials(deepcopy=False)))
-    for key, value in (("mode", "grid" if args.grid else "search"), ("epochs", args.epochs)):
+    study.sampler = make_sampler(args.sampler, args.seed + len(trials))
+    settings = {"mode": "grid" if args.grid else "search", "epochs": args.epochs,
+                "steps": steps or args.epochs}  # fmt: skip
+    for key, value in settings.items():
         if key not in study.user_attrs:
             study.set_user_attr(key, value)
+    if not trials and not args.grid and not args.no_warm_start and not args.worker:
+        # The tutorial's hand-tuned network first: the incumbent is never worse than it.
+        study.enqueue_trial(WARM_START, user_attrs={"warm_start": "seed article's CNN"})
     return study
 
 
@@ -105,11 +128,50 @@ def full_params(trial: optuna.trial.FrozenTrial) -> dict:
     return {**trial.user_attrs.get("fixed_params", {}), **trial.params}
 
 
+def best_spec(best: optuna.trial.FrozenTrial, args: argparse.Namespace):
+    steps = best.user_attrs.get("history", [{}])[-1].get("step")
+    return spec_from_params(full_params(best), args.epochs, args.seed + best.number, steps)
+
+
+def champion_model(study, objective, splits, args, summary: Summary, budget: Budget, progress):
+    """The final fit of the best configuration (``--final-epochs``, shortened to what the
+    budget leaves), or the best trial's own weights."""
+    best = study.best_trial
+    epochs = args.final_epochs
+    if epochs and budget.seconds is not None:
+        seconds, images = (best.user_attrs.get(k, 0) for k in ("train_seconds", "train_images"))
+        per_epoch = seconds / max(1, images) * (len(splits.train[1]) + len(splits.val[1]))
+        epochs = final_epochs_that_fit(per_epoch, epochs, budget.left())
+    if not epochs:
+        model, summary.model_note = final_model(study, objective, splits, args)
+        if args.final_epochs:
+            summary.model_note += f" (no time left for --final-epochs {args.final_epochs})"
+        return model
+    spec = best_spec(best, args)
+    tracker = objective.tracker
+    if tracker is not None:
+        images = len(splits.train[1]) + len(splits.val[1])
+        tracker.start_final(best.number, {**full_params(best), "train_images": images}, epochs)
+
+    def on_epoch(m) -> None:
+        progress.final_epoch(m, epochs)
+        if tracker is not None:
+            tracker.log_final_epoch(m)
+
+    start = time.perf_counter()
+    model = final_fit(spec, splits, epochs, on_epoch)
+    summary.final_seconds = time.perf_counter() - start
+    cut = f" of {args.final_epochs} (--budget)" if epochs < args.final_epochs else ""
+    summary.model_note = (f"(final fit of trial #{best.number}: {epochs}{cut} epochs on train + "
+                          f"validation, {summary.final_seconds:.0f} s)")  # fmt: skip
+    return model
+
+
 def final_model(
     study: optuna.Study, objective: Objective, splits, args
 ) -> tuple[torch.nn.Module, str]:
     """The best trial's weights: from this process's memory, else retrained (deterministic on
-    CPU: same seed, params and epoch count reproduce the same weights)."""
+    CPU: same seed, params and step count reproduce the same weights)."""
     best = study.best_trial
     if objective.best is not None and objective.best.trial_number == best.number:
         model = build_model(objective.best.spec.model)
@@ -119,15 +181,14 @@ def final_model(
         model = objective.tracker.load_checkpoint(best)
         if model is not None:
             return model.to(splits.device), "(best trial's checkpoint from MLflow)"
-    epochs = best.user_attrs.get("best_epoch", args.epochs)
-    spec = spec_from_params(full_params(best), epochs, args.seed + best.number)
+    spec = best_spec(best, args)
     torch.manual_seed(spec.train.seed)
     model = build_model(spec.model)
-    train(model, splits, spec.train)
+    train(model, splits.train, spec.train)
     return model, f"(retrained: trial #{best.number} ran in an earlier process)"
 
 
-def finish(study, objective, splits, args, summary: Summary, lock) -> None:
+def finish(study, objective, splits, args, summary: Summary, lock, budget, progress) -> None:
     """Evaluate the winner on the test set, save tables, log results and the champion."""
     summary.counts = state_counts(study)
     out = results_dir(args.storage)
@@ -146,16 +207,17 @@ def finish(study, objective, splits, args, summary: Summary, lock) -> None:
     best = study.best_trial
     summary.best_trial, summary.best_value = best.number, best.value
     summary.best_params = full_params(best)
-    model, summary.model_note = final_model(study, objective, splits, args)
+    model = champion_model(study, objective, splits, args, summary, budget, progress)
     _, summary.test_accuracy = evaluate(model, *splits.test)
     study.set_user_attr("test_accuracy", {"trial": best.number, "value": summary.test_accuracy})
     if tracker is None:
         return
+    tracker.end_final(summary.test_accuracy)
     with tempfile.TemporaryDirectory() as tmp:
         files = [*summary.files, *pictures(study, model, splits, Path(tmp))]
         metrics = {"test_accuracy": summary.test_accuracy, "best_val_accuracy": best.value}
         tracker.log_results(files, metrics)
-    shipped = Normalized(model, splits.mean, splits.std)
+    shipped = Normalized(model.to(memory_format=torch.contiguous_format), splits.mean, splits.std)
     with lock:  # several workers may end the study together: one registers
         example = (splits.test[0][:2].cpu() * splits.std + splits.mean).numpy()
         summary.tracking = tracker.register_champion(
@@ -174,6 +236,7 @@ def pictures(study: optuna.Study, model: torch.nn.Module, splits, out: Path) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = process_start()  # --budget counts from the start of the process
     quiet_libraries()
     try:
         args = parse_args(argv, __doc__)
@@ -185,14 +248,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    study = open_study(args, storage)
-    plan = StudyPlan(target=args.trials, grid=grid, timeout=args.timeout)
+    steps = trial_steps(args, splits)
+    study = open_study(args, storage, steps)
+    plan = make_plan(args, grid, splits, make_budget(args, started))
     lock = claim_lock(storage, args.storage, args.study)
     if args.worker:
-        return work(study, plan, lock, splits, args, grid, tracker)
+        return work(study, plan, lock, splits, args, grid, tracker, steps)
     total = min(plan.target, _grid_size(grid)) if grid else plan.target
-    progress = Progress(total, finished_count(study, plan), args.epochs, args.quiet)
-    objective = Objective(splits, args.epochs, args.seed, grid, tracker, progress.on_epoch)
+    progress = Progress(total, finished_count(study, plan), steps or args.epochs, args.quiet)
+    objective = Objective(splits, args.epochs, args.seed, grid, tracker, progress.on_step,
+                          steps, plan.budget)  # fmt: skip
     if not args.quiet:
         print(f"study {args.study!r} on {mask_url(args.storage)}: {args.sampler} sampler, "
               f"{args.pruner} pruner, {describe(device)}, torch {torch.__version__}, "
@@ -205,7 +270,9 @@ def main(argv: list[str] | None = None) -> int:
             tick = lambda: after_trial(study, objective, progress, plan)  # noqa: E731
             parent = tracker.parent_id if tracker else None
             argv = sys.argv[1:] if argv is None else argv
-            summary.stopped = supervise(argv, args.workers, args.threads, device, parent, tick)
+            deadline = time.time() + plan.budget.left() if args.budget else None
+            summary.stopped = supervise(argv, args.workers, args.threads, device, parent, tick,
+                                        deadline)  # fmt: skip
         else:
             after = lambda s: after_trial(s, objective, progress, plan)  # noqa: E731
             summary.stopped = run_trials(study, objective, plan, lock, after)
@@ -213,9 +280,13 @@ def main(argv: list[str] | None = None) -> int:
         summary.stopped = "interrupted"
     finally:
         signal.signal(signal.SIGTERM, previous)
-        progress.close()
+    if summary.stopped == "done" and finished_count(study, plan) < total:
+        # Workers stop on their own timeout or budget; they exit 0 all the same.
+        summary.stopped = "budget" if args.budget else "timeout" if args.timeout else "done"
+    summary.ended = ended_by(summary.stopped, args)
+    finish(study, objective, splits, args, summary, lock, plan.budget, progress)
+    progress.close()
     summary.wall_seconds = time.perf_counter() - start
-    finish(study, objective, splits, args, summary, lock)
     if tracker is not None:
         tracker.end_orphans(study)
         tracker.end_parent("KILLED" if summary.stopped == "interrupted" else "FINISHED")
@@ -226,9 +297,34 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if summary.stopped.startswith("worker failed") else 0
 
 
-def work(study, plan: StudyPlan, lock, splits, args, grid, tracker) -> int:
+def make_budget(args: argparse.Namespace, started: float) -> Budget:
+    if args.deadline is not None:  # a --workers child: the supervisor's deadline
+        return Budget(args.deadline - time.time())
+    return Budget(args.budget, start=started)
+
+
+def make_plan(args: argparse.Namespace, grid, splits, budget: Budget) -> StudyPlan:
+    train_images = len(splits.train[1])
+    final_images = args.final_epochs * (train_images + len(splits.val[1]))
+    return StudyPlan(target=args.trials, grid=grid, timeout=args.timeout, budget=budget,
+                     trial_images=args.epochs * train_images,
+                     final_images=final_images)  # fmt: skip
+
+
+def ended_by(stopped: str, args: argparse.Namespace) -> str:
+    """What ended the study, in the words of the flag that did it."""
+    if stopped == "done":
+        return f"ended by --trials {args.trials}" if not args.grid else "grid done"
+    if stopped == "budget":
+        return f"ended by --budget {args.budget:g} s: no time for another trial"
+    if stopped == "timeout":
+        return f"ended by --timeout {args.timeout:g} s"
+    return stopped
+
+
+def work(study, plan: StudyPlan, lock, splits, args, grid, tracker, steps) -> int:
     """A ``--workers`` child: run trials, leave the final evaluation to the supervisor."""
-    objective = Objective(splits, args.epochs, args.seed, grid, tracker)
+    objective = Objective(splits, args.epochs, args.seed, grid, tracker, None, steps, plan.budget)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         run_trials(study, objective, plan, lock, tracker.end_orphans if tracker else None)

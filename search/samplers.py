@@ -28,16 +28,19 @@ def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
     raise ValueError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {name!r}")
 
 
-def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
-    """Steps are epochs (1..epochs), so resources are counted in epochs."""
+def make_pruner(name: str, steps: int) -> optuna.pruners.BasePruner:
+    """Resources are counted in steps (1..steps), each a fixed number of training images."""
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(
-            min_resource=1, max_resource=epochs, reduction_factor=3
+            min_resource=1, max_resource=steps, reduction_factor=3
         )
     if name == "median":
         # 5 complete trials before judging anyone: a median of fewer is noise.
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
     if name == "successive-halving":
+        # One bracket, rungs at 1, 3, 9 steps: the default, because TPE then learns from every
+        # trial (under Hyperband it samples per bracket, and each bracket spends its own 10
+        # random start-up trials: 30 of 50 in the default study; Measured).
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     if name == "none":
         return optuna.pruners.NopPruner()

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import optuna
 from optuna.trial import TrialState
 
+from search.budget import END_SECONDS, MARGIN, Budget, slowest_rate
 from search.grid import combinations
 from search.storage import ClaimLock
 
@@ -34,6 +35,20 @@ class StudyPlan:
     grid: dict[str, list] | None = None
     timeout: float | None = None
     poll_seconds: float = 2.0  # how often to look again while other workers finish
+    budget: Budget = field(default_factory=lambda: Budget(None))
+    trial_images: int = 0  # training images in one whole trial
+    final_images: int = 0  # training images in the final fit (0: none)
+
+
+def budget_allows_trial(study: optuna.Study, plan: StudyPlan) -> bool:
+    """Keep time for the final fit and the end of the run; start a trial only if it fits too.
+    Before any trial has completed nothing is known, and the first one may start."""
+    rate = slowest_rate(study)
+    if rate is None:
+        plan.budget.reserve = END_SECONDS
+        return plan.budget.allows(0.0)
+    plan.budget.reserve = rate * plan.final_images * MARGIN + END_SECONDS
+    return plan.budget.allows(rate * plan.trial_images * MARGIN)
 
 
 def grid_todo(grid: dict[str, list], target: int) -> list[dict]:
@@ -97,7 +112,8 @@ def finished_count(study: optuna.Study, plan: StudyPlan) -> int:
 
 
 def run_trials(study, objective, plan: StudyPlan, lock: ClaimLock, after_trial=None) -> str:
-    """Run trials until done or timed out; returns 'done' or 'timeout'."""
+    """Run trials until done, timed out or out of budget; returns 'done', 'timeout' or
+    'budget'."""
     start = time.monotonic()
     objective.claim = lock
     while True:
@@ -105,6 +121,8 @@ def run_trials(study, objective, plan: StudyPlan, lock: ClaimLock, after_trial=N
             return "timeout"
         with lock:
             step = next_step(study, plan)
+            if step == "run" and not budget_allows_trial(study, plan):
+                return "budget"
             if step == "run":
                 # The objective releases the lock as soon as Optuna has claimed the trial.
                 study.optimize(objective, n_trials=1)

@@ -7,14 +7,19 @@ Layout in the MLflow UI (experiment = ``--experiment``, default the study name):
   accuracy, confusion matrix, per-class accuracy, sample predictions, trials table and Optuna
   plots. Each invocation starts a new parent run (a resumed study gets a second parent run);
   trials are never logged twice, since each trial runs in exactly one invocation.
-- child run ``trial-<n>`` per trial: params (the search-space names), per-epoch metrics with
-  ``step=epoch``, ``best_val_accuracy``, tag ``optuna_state`` (COMPLETE/PRUNED/FAIL) and
-  ``optuna_trial_number``; the trial holds ``mlflow_run_id``. A trial that beats the study's
+- child run ``trial-<n>`` per trial: params (the search-space names), per-step metrics with
+  ``step`` = the Optuna step (``epoch`` among them, fractional), ``best_val_accuracy``, tag
+  ``optuna_state`` (COMPLETE/PRUNED/FAIL) and ``optuna_trial_number``; the trial holds
+  ``mlflow_run_id``. A trial that beats the study's
   best so far also stores its weights as ``checkpoint/checkpoint.pt``, so whichever worker ends
   the study can register the best model without retraining.
-- the champion: the best trial's model (taking ``ToTensor`` images in [0, 1] and normalizing
-  itself) logged once with ``mlflow.pytorch.log_model`` and registered; the new version gets
-  the alias ``champion`` unless the current champion is at least as good.
+- child run ``final-fit``: the best configuration trained again for ``--final-epochs`` on
+  train + validation (tag ``source_trial``), its per-epoch training metrics and
+  ``test_accuracy``.
+- the champion: the final fit's model (or, with ``--final-epochs 0``, the best trial's), taking
+  ``ToTensor`` images in [0, 1] and normalizing itself, logged once with
+  ``mlflow.pytorch.log_model`` and registered; the new version gets the alias ``champion``
+  unless the current champion is at least as good.
 """
 
 from __future__ import annotations
@@ -37,10 +42,12 @@ from mlflow.entities import Metric, Param
 from data import CLASSES
 from models import config_from_dict
 from search.space import TrialSpec
-from search.train import EpochMetrics
+from search.train import StepMetrics
 
 ALIAS = "champion"
-EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds")
+STEP_METRICS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                "step_seconds")  # fmt: skip
+FINAL_METRICS = ("epoch", "train_loss", "train_accuracy", "step_seconds")
 
 
 class TrackingError(Exception):
@@ -84,6 +91,7 @@ class Tracker:
         self.registered_model = registered_model
         self.experiment_id = self._experiment(experiment)
         self.parent_id: str | None = None
+        self.final_id: str | None = None  # the final fit's run
         self.runs: dict[int, str] = {}  # trial number -> run id, for this process's trials
         self.closed: set[int] = set()  # FAIL trials whose runs are known to be ended
 
@@ -120,10 +128,29 @@ class Tracker:
         self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
         return run_id
 
-    def log_epoch(self, trial: optuna.Trial, m: EpochMetrics) -> None:
+    def log_step(self, trial: optuna.Trial, m: StepMetrics) -> None:
         ts = _now_ms()
-        metrics = [Metric(k, float(getattr(m, k)), ts, m.epoch) for k in EPOCH_METRICS]
+        metrics = [Metric(k, float(getattr(m, k)), ts, m.step) for k in STEP_METRICS]
         self.client.log_batch(self.runs[trial.number], metrics=metrics)
+
+    def start_final(self, trial_number: int, params: dict, epochs: int) -> None:
+        tags = {"source_trial": str(trial_number)}
+        if self.parent_id:
+            tags["mlflow.parentRunId"] = self.parent_id
+        run = self.client.create_run(self.experiment_id, run_name="final-fit", tags=tags)
+        self.final_id = run.info.run_id
+        params = {**params, "final_epochs": epochs}
+        self.client.log_batch(self.final_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+    def log_final_epoch(self, m: StepMetrics) -> None:
+        ts = _now_ms()
+        metrics = [Metric(k, float(getattr(m, k)), ts, m.step) for k in FINAL_METRICS]
+        self.client.log_batch(self.final_id, metrics=metrics)
+
+    def end_final(self, test_accuracy: float) -> None:
+        if self.final_id is not None:
+            self.client.log_metric(self.final_id, "test_accuracy", test_accuracy)
+            self.client.set_terminated(self.final_id, "FINISHED")
 
     def end_trial(
         self, trial: optuna.Trial, state: str, value: float | None, killed=False
@@ -236,7 +263,8 @@ class Tracker:
         version = str(info.registered_model_version)
         tags = {"study": study.study_name, "trial_number": best.number,
                 "val_accuracy": best.value, "test_accuracy": test_accuracy,
-                "params": json.dumps(best.params)}  # fmt: skip
+                "params": json.dumps(best.params),
+                "final_fit_run_id": self.final_id or "none (the trial's own weights)"}  # fmt: skip
         for key, value in tags.items():
             self.client.set_model_version_tag(self.registered_model, version, key, str(value))
         description = describe_model(study.study_name, best.number, test_accuracy)

@@ -20,7 +20,9 @@ from collections.abc import Callable
 import torch
 
 
-def worker_argv(argv: list[str], threads: int, parent_run_id: str | None) -> list[str]:
+def worker_argv(
+    argv: list[str], threads: int, parent_run_id: str | None, deadline: float | None = None
+) -> list[str]:
     """The supervisor's flags minus ``--workers``, plus the worker's own."""
     out, skip = [], False
     for arg in argv:
@@ -36,6 +38,8 @@ def worker_argv(argv: list[str], threads: int, parent_run_id: str | None) -> lis
     out += ["--worker", "--quiet", "--threads", str(threads)]
     if parent_run_id:
         out += ["--parent-run-id", parent_run_id]
+    if deadline is not None:
+        out += ["--deadline", repr(deadline)]
     return [sys.executable, "-m", "search.run", *out]
 
 
@@ -53,10 +57,11 @@ def supervise(
     device: torch.device,
     parent_run_id: str | None,
     on_tick: Callable[[], None],
+    deadline: float | None = None,
     tick_seconds: float = 2.0,
 ) -> str:
     """Run the workers to the end; returns 'done', 'interrupted' or 'worker failed (...)'."""
-    command = worker_argv(argv, threads, parent_run_id)
+    command = worker_argv(argv, threads, parent_run_id, deadline)
     procs = [subprocess.Popen(command, env=worker_env(i, device)) for i in range(workers)]
     try:
         while alive := [p for p in procs if p.poll() is None]:

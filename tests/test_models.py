@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import CNNConfig, MLPConfig, Normalized, SeedNetConfig, build_model
+from models import CNNConfig, MLPConfig, Normalized, SeedNetConfig, build_model, count_parameters
 
 
 @pytest.mark.parametrize("n_layers", [1, 2, 3, 4])
@@ -20,6 +20,50 @@ def test_output_shape(family, n_layers, batch_norm):
     assert model(torch.randn(5, 1, 28, 28)).shape == (5, 10)
     has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     assert has_bn == batch_norm
+
+
+class ArticleCNN(torch.nn.Module):
+    """The seed article's hand-tuned CNN as its notes write it (004_*.txt)."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.conv1 = nn.Conv2d(1, 32, kernel_size=3, stride=1, padding=1)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=3, stride=1, padding=1)
+        self.conv3 = nn.Conv2d(64, 128, kernel_size=3, stride=1, padding=1)
+        self.fc1, self.fc2, self.fc3 = (
+            nn.Linear(128 * 3 * 3, 512),
+            nn.Linear(512, 512),
+            nn.Linear(512, 10),
+        )
+        self.bn = nn.ModuleList([nn.BatchNorm2d(32), nn.BatchNorm2d(64), nn.BatchNorm2d(128)])
+        self.bn_fc1, self.bn_fc2 = nn.BatchNorm1d(512), nn.BatchNorm1d(512)
+        self.dropout = nn.Dropout(0.4)
+
+
+def test_the_article_cnn_is_a_point_of_the_cnn_family():
+    from search.space import WARM_START, model_config
+
+    ours = build_model(model_config(WARM_START))
+    theirs = ArticleCNN()
+    kinds = lambda m: sorted(  # noqa: E731
+        (type(x).__name__, tuple(x.weight.shape)) for x in m.modules() if hasattr(x, "weight")
+    )
+    assert kinds(ours) == kinds(theirs)  # same layers, same shapes
+    # Only the biases in front of BatchNorm differ: BatchNorm's shift makes them redundant.
+    redundant = 32 + 64 + 128 + 512 + 512
+    assert count_parameters(theirs) - count_parameters(ours) == redundant
+    dropouts = [m.p for m in ours.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts == [0.4, 0.4]
+    assert ours(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+
+
+@pytest.mark.parametrize("head_layers", [0, 1, 2])
+def test_cnn_head_layers_and_width(head_layers):
+    model = build_model(CNNConfig(n_layers=1, channels=4, head_dim=24, head_layers=head_layers))
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == head_layers + 1
+    assert all(m.out_features == 24 for m in linears[:-1]) and linears[-1].out_features == 10
 
 
 @pytest.mark.parametrize("network", ["no_batch_norm", "batch_norm"])
@@ -62,6 +106,8 @@ def test_seed_network_does_not_reset_callers_rng():
         (lambda: CNNConfig(dropout=1.5), "dropout"),
         (lambda: CNNConfig(channels=2.5), "channels"),
         (lambda: CNNConfig(batch_norm="yes"), "batch_norm"),
+        (lambda: CNNConfig(head_dim=0), "head_dim"),
+        (lambda: CNNConfig(head_layers=5), "head_layers"),
         (lambda: SeedNetConfig("resnet"), "network"),
     ],
 )

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from search.run import main
+from search.space import WARM_START
 from tests.conftest import QUICK
 from tests.helpers import kill_mid_trial, load, start, states
 
@@ -25,7 +26,7 @@ def test_three_trials_then_resume_adds_two(in_tmp, capsys):
     assert len(finished) == 3
     for t in finished:
         assert t.intermediate_values, f"trial {t.number} reported no epoch"
-        assert {"n_parameters", "device", "epoch_seconds", "history"} <= t.user_attrs.keys()
+        assert {"n_parameters", "device", "step_seconds", "history"} <= t.user_attrs.keys()
     out = capsys.readouterr().out
     assert "best trial #" in out and "test_accuracy" in out and "optuna-dashboard" in out
     rows = json.loads((in_tmp / "fashion-mnist-trials.json").read_text())
@@ -38,11 +39,39 @@ def test_three_trials_then_resume_adds_two(in_tmp, capsys):
     assert all(t.params not in first_params for t in study.get_trials()[3:]), "resume resampled"
 
 
+def test_a_new_study_starts_with_the_article_cnn_and_reports_sub_epoch_steps(in_tmp):
+    quick = [a for a in QUICK if a != "--no-warm-start"]
+    assert main(["--trials", "2", *quick, "--step-images", "500"]) == 0
+    first, second = load("sqlite:///optuna.db", "fashion-mnist").get_trials()
+    assert first.params == WARM_START and first.user_attrs["warm_start"]
+    assert second.params != WARM_START
+    for trial in (first, second):
+        steps = sorted(trial.intermediate_values)
+        assert steps == list(range(1, len(steps) + 1)) and len(steps) <= 4  # 2,000 / 500
+        epochs = [h["epoch"] for h in trial.user_attrs["history"]]
+        assert epochs == pytest.approx([0.25, 0.5, 0.75, 1.0][: len(steps)], abs=0.02)
+    assert len(first.intermediate_values) == 4  # the first trial is never pruned
+    assert main(["--trials", "3", *quick]) == 0  # a resumed study is not warm-started again
+    trials = load("sqlite:///optuna.db", "fashion-mnist").get_trials()
+    assert sum(t.params == WARM_START for t in trials) == 1
+
+
+def test_final_fit_trains_the_best_configuration_on_train_and_validation(in_tmp, capsys):
+    assert main(["--trials", "2", *QUICK, "--final-epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    study = load("sqlite:///optuna.db", "fashion-mnist")
+    best = study.best_trial.number
+    assert f"final fit of trial #{best}: 1 epochs on train + validation" in out
+    assert study.user_attrs["test_accuracy"]["trial"] == best
+    assert "ended by --trials 2" in out
+
+
 def test_subprocess_help_and_run(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     helped = subprocess.run([sys.executable, "-m", "search.run", "--help"], capture_output=True,
                             text=True, env=env, check=True)  # fmt: skip
-    for flag in ("--trials", "--storage", "--sampler", "--grid", "--pruner", "--train-size"):
+    for flag in ("--trials", "--storage", "--sampler", "--grid", "--pruner", "--train-size",
+                 "--budget", "--final-epochs", "--step-images", "--no-warm-start"):  # fmt: skip
         assert flag in helped.stdout
     done = subprocess.run(
         [sys.executable, "-m", "search.run", "--trials", "1", *QUICK],
@@ -67,6 +96,11 @@ def test_subprocess_help_and_run(tmp_path):
         (["--storage", "postgresql://u:pw@127.0.0.1:1/x"], "--storage postgresql://u:***@"),
         (["--storage", "nonsense"], "--storage nonsense: cannot open"),
         (["--data-dir", "damaged"], "damaged/train-images-idx3-ubyte.gz: cannot be read"),
+        (["--budget", "0"], "--budget: must be a positive duration, got '0'"),
+        (["--budget", "abc"], "--budget: must be a duration such as 600s, 10m or 1h, got 'abc'"),
+        (["--budget", "10 minutes"], "--budget: must be a duration such as 600s, 10m or 1h"),
+        (["--final-epochs", "-1"], "--final-epochs: must be an integer >= 0, got '-1'"),
+        (["--step-images", "0"], "--step-images: must be a positive integer, got '0'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_nothing_written(in_tmp, capsys, args, message):

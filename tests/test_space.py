@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from models import CNNConfig, MLPConfig, SeedNetConfig
-from search.space import spec_from_params, suggest_params
+from search.space import WARM_START, spec_from_params, suggest_params
 
 
 def test_conditional_params_follow_their_parent():
@@ -15,13 +15,27 @@ def test_conditional_params_follow_their_parent():
         trial = study.ask()
         params = suggest_params(trial)
         assert ("momentum" in params) == (params["optimizer"] == "sgd")
-        assert ("hidden_dim" in params) == (params["arch"] == "mlp")
-        assert ("channels" in params) == (params["arch"] == "cnn")
         assert params == trial.params  # same names in Optuna as in our dict
-        spec = spec_from_params(params, epochs=2, seed=1)
-        assert isinstance(spec.model, MLPConfig if params["arch"] == "mlp" else CNNConfig)
+        spec = spec_from_params(params, epochs=2, seed=1, steps=7)
+        assert isinstance(spec.model, CNNConfig)
+        assert spec.model.head_dim == params["head_dim"] and spec.train.steps == 7
         assert spec.train.lr == params["lr"] and spec.train.batch_size == params["batch_size"]
+        assert spec.train.schedule == params["schedule"]
         study.tell(trial, 0.5)
+
+
+def test_warm_start_is_a_point_of_the_space(recwarn):
+    """Enqueued, the article's configuration comes back unchanged and inside every range
+    (a value outside would make Optuna warn and TPE's log scale fail on weight decay 0)."""
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    study.enqueue_trial(WARM_START)
+    trial = study.ask()
+    assert suggest_params(trial) == WARM_START
+    assert not [w for w in recwarn if "out of the range" in str(w.message)]
+    for name, value in WARM_START.items():
+        assert trial.distributions[name]._contains(
+            trial.distributions[name].to_internal_repr(value)
+        )
 
 
 def test_spec_from_params_uses_config_names():

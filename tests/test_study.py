@@ -11,9 +11,10 @@ from search.storage import open_storage
 from tests.conftest import QUICK
 from tests.helpers import load
 
-GOOD = {"lr": 1e-3, "batch_size": 64, "optimizer": "adam", "weight_decay": 1e-6, "arch": "mlp",
-        "n_layers": 1, "batch_norm": False, "dropout": 0.0, "hidden_dim": 64}  # fmt: skip
-BAD = {**GOOD, "optimizer": "sgd", "momentum": 0.0, "lr": 1e-5}  # learns next to nothing
+GOOD = {"lr": 1e-3, "batch_size": 64, "optimizer": "adam", "weight_decay": 1e-6,
+        "schedule": "cosine", "arch": "cnn", "n_layers": 1, "batch_norm": False,
+        "dropout": 0.0, "channels": 16, "head_dim": 128, "head_layers": 1}  # fmt: skip
+BAD = {**GOOD, "optimizer": "sgd", "momentum": 0.8, "lr": 1e-4}  # learns next to nothing
 
 
 def prepared(name: str, trials: list[dict]) -> optuna.Study:
@@ -26,10 +27,10 @@ def prepared(name: str, trials: list[dict]) -> optuna.Study:
 
 def test_median_pruner_prunes_a_bad_region(in_tmp):
     prepared("fashion-mnist", [GOOD] * 5 + [BAD] * 3)
-    quick = [a for a in QUICK if a not in ("--epochs", "1")]
-    assert main(["--trials", "8", "--epochs", "3", "--pruner", "median", *quick]) == 0
+    assert main(["--trials", "8", *QUICK, "--epochs", "3", "--pruner", "median"]) == 0
     trials = load("sqlite:///optuna.db", "fashion-mnist").get_trials()
     assert [t.state.name for t in trials[:5]] == ["COMPLETE"] * 5
+    assert all(len(t.intermediate_values) == 6 for t in trials[:5])  # 3 epochs, 2 steps each
     pruned = [t for t in trials[5:] if t.state.name == "PRUNED"]
     assert len(pruned) == 3 and all(len(t.intermediate_values) < 3 for t in pruned)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import mlflow
@@ -23,9 +24,9 @@ CHROMIUM = "/usr/bin/chromium"
 
 @pytest.fixture(scope="module")
 def searched(server, tmp_path_factory):
-    """One tracked 3-trial study, shared by the assertions below."""
+    """One tracked 3-trial study with a one-epoch final fit, shared by the assertions below."""
     cwd = tmp_path_factory.mktemp("study")
-    done = cli(["--trials", "3", *TRACKED, "--tracking-uri", server], cwd)
+    done = cli(["--trials", "3", *TRACKED, "--final-epochs", "1", "--tracking-uri", server], cwd)
     assert done.returncode == 0, done.stderr
     return cwd, done.stdout
 
@@ -36,7 +37,7 @@ def test_parent_and_child_runs_match_the_storage(server, searched):
     experiment = client.get_experiment_by_name("fashion-mnist")
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    children = [r for r in runs if "optuna_trial_number" in r.data.tags]
     assert len(parents) == 1 and len(children) == 3
     parent = parents[0]
     assert {"study", "storage", "sampler", "pruner", "seed", "git_commit", "torch_version",
@@ -60,6 +61,29 @@ def test_parent_and_child_runs_match_the_storage(server, searched):
     assert {"results/confusion_matrix.png", "results/per_class_accuracy.json",
             "results/test_samples.png", "results/optuna_plots.html",
             "results/fashion-mnist-trials.csv"} <= artifacts  # fmt: skip
+
+
+def test_final_fit_is_its_own_run_and_the_champion_names_it(server, searched):
+    cwd, _ = searched
+    client = MlflowClient(server)
+    experiment = client.get_experiment_by_name("fashion-mnist")
+    runs = client.search_runs([experiment.experiment_id], "attributes.run_name = 'final-fit'")
+    assert len(runs) == 1
+    final = runs[0]
+    study = load(f"sqlite:///{cwd / 'optuna.db'}", "fashion-mnist")
+    best = study.best_trial
+    assert final.data.tags["source_trial"] == str(best.number)
+    assert (
+        final.data.params["final_epochs"] == "1" and final.data.params["train_images"] == "12000"
+    )
+    assert {k: str(v) for k, v in best.params.items()}.items() <= final.data.params.items()
+    assert final.info.status == "FINISHED" and "mlflow.parentRunId" in final.data.tags
+    epochs = client.get_metric_history(final.info.run_id, "train_loss")
+    assert [m.step for m in epochs] == [1]
+    version = client.get_model_version_by_alias("fashion-mnist-classifier", "champion")
+    assert version.tags["final_fit_run_id"] == final.info.run_id
+    assert version.tags["trial_number"] == str(best.number)
+    assert float(version.tags["test_accuracy"]) == final.data.metrics["test_accuracy"]
 
 
 def test_champion_downloads_and_reproduces_test_accuracy(server, searched, raw):
@@ -141,3 +165,20 @@ def test_browser_shows_champion_in_mlflow_ui(server, searched, tmp_path):
         page.screenshot(path=str(shot))
         browser.close()
     assert shot.stat().st_size > 10_000
+
+
+def test_a_tiny_budget_ends_on_time_and_still_registers_a_champion(server, tmp_path):
+    budget = 45  # seconds: start-up, a few trials, a one-epoch final fit and the registration
+    args = ["--trials", "500", *TRACKED, "--final-epochs", "1", "--budget", f"{budget}s",
+            "--study", "budget", "--registered-model", "budget-model",
+            "--tracking-uri", server]  # fmt: skip
+    start = time.monotonic()
+    done = cli(args, tmp_path)
+    elapsed = time.monotonic() - start
+    assert done.returncode == 0, done.stderr
+    assert f"ended by --budget {budget} s" in done.stdout
+    assert elapsed <= budget, f"the run took {elapsed:.1f} s of a {budget} s budget"
+    trials = load(f"sqlite:///{tmp_path / 'optuna.db'}", "budget").get_trials()
+    assert 0 < len(trials) < 500 and all(t.state.name != "RUNNING" for t in trials)
+    version = MlflowClient(server).get_model_version_by_alias("budget-model", "champion")
+    assert version.tags["study"] == "budget" and version.tags["final_fit_run_id"] != "none"

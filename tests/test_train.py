@@ -5,15 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from data.augment import crop_flip
 from models import CNNConfig, MLPConfig, build_model
 from search.device import DeviceError, resolve_device
-from search.train import Diverged, TrainConfig, evaluate, train
+from search.train import Diverged, TrainConfig, evaluate, lr_factor, step_ends, train
 
 
-def fit(splits, model_config, train_config, on_epoch=None, seed=0):
+def fit(splits, model_config, train_config, on_step=None, seed=0, probe=None):
     torch.manual_seed(seed)
     model = build_model(model_config)
-    return model, train(model, splits, train_config, on_epoch=on_epoch)
+    return model, train(model, splits.train, train_config, splits.val, probe, on_step)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop"])
@@ -23,31 +24,58 @@ def test_short_training_lowers_loss(small_splits, optimizer):
     model, result = fit(small_splits, MLPConfig(hidden_dim=64), config)
     losses = [m.train_loss for m in result.history]
     assert losses[-1] < losses[0] * 0.8
-    assert result.best.val_accuracy > 0.6  # far above chance (0.1)
+    assert result.last.val_accuracy > 0.6  # far above chance (0.1)
 
 
-def test_callback_sees_every_epoch_and_can_stop(small_splits):
+def test_callback_sees_every_step_and_can_stop(small_splits):
     seen = []
 
-    def on_epoch(metrics):
+    def on_step(metrics):
         seen.append(metrics)
-        return metrics.epoch == 2  # stop after the second epoch
+        return metrics.step == 2  # stop after the second step
 
-    _, result = fit(small_splits, MLPConfig(hidden_dim=32), TrainConfig(epochs=5), on_epoch)
-    assert [m.epoch for m in seen] == [1, 2] and result.stopped_early
+    config = TrainConfig(epochs=2, steps=8)
+    _, result = fit(small_splits, MLPConfig(hidden_dim=32), config, on_step)
+    assert [m.step for m in seen] == [1, 2] and result.stopped_early
+    assert seen[0].epoch == pytest.approx(0.25, abs=0.02)  # 2 epochs in 8 steps
     first = seen[0]
     assert 0 <= first.train_accuracy <= 1 and 0 <= first.val_accuracy <= 1
-    assert first.val_loss > 0 and first.epoch_seconds > 0
+    assert first.val_loss > 0 and first.step_seconds > 0
+
+
+def test_steps_are_equal_fractions_and_the_last_step_cannot_be_stopped(small_splits):
+    config = TrainConfig(epochs=1, steps=4, batch_size=100)
+    _, result = fit(small_splits, MLPConfig(hidden_dim=16), config, lambda m: True)
+    assert [m.step for m in result.history] == [1]  # stopped at once...
+    config = TrainConfig(epochs=1, steps=1, batch_size=100)
+    _, result = fit(small_splits, MLPConfig(hidden_dim=16), config, lambda m: True)
+    assert not result.stopped_early and result.last.epoch == 1.0  # ...but a last step ends
+    assert step_ends(TrainConfig(epochs=2, steps=4), 10) == [5, 10, 15, 20]
+    assert step_ends(TrainConfig(epochs=3), 10) == [10, 20, 30]  # no steps: one per epoch
+
+
+def test_intermediate_steps_use_the_probe_and_the_last_the_whole_split(small_splits):
+    probe = (small_splits.val[0][:10], small_splits.val[1][:10])
+    config = TrainConfig(optimizer="adam", lr=1e-3, epochs=1, steps=4)
+    _, result = fit(small_splits, MLPConfig(hidden_dim=32), config, probe=probe)
+    for m in result.history[:-1]:
+        assert round(m.val_accuracy * 10, 6) == round(m.val_accuracy * 10)  # k/10: the probe
+    torch.manual_seed(0)
+    model = build_model(MLPConfig(hidden_dim=32))
+    train(model, small_splits.train, config, small_splits.val, probe)
+    assert evaluate(model, *small_splits.val)[1] == pytest.approx(result.last.val_accuracy)
 
 
 def test_non_finite_loss_stops_with_reason(small_splits):
     config = TrainConfig(optimizer="sgd", lr=1e6, momentum=0.9, epochs=3)
-    with pytest.raises(Diverged, match="training loss became (nan|inf) in epoch 1"):
+    with pytest.raises(Diverged, match="training loss became (nan|inf) in step 1"):
         fit(small_splits, MLPConfig(hidden_dim=32), config)
 
 
-def test_cpu_determinism(small_splits):
-    config = TrainConfig(optimizer="adam", lr=1e-3, epochs=2, batch_size=128)
+@pytest.mark.parametrize("schedule", ["constant", "onecycle", "cosine"])
+def test_cpu_determinism(small_splits, schedule):
+    config = TrainConfig(optimizer="adam", lr=1e-3, epochs=2, batch_size=128, steps=3,
+                         schedule=schedule, augment=True)  # fmt: skip
     model_config = CNNConfig(n_layers=1, channels=4, dropout=0.1)
     a = fit(small_splits, model_config, config)[1].history
     b = fit(small_splits, model_config, config)[1].history
@@ -55,11 +83,44 @@ def test_cpu_determinism(small_splits):
     assert [m.train_loss for m in a] == [m.train_loss for m in b]
 
 
-def test_best_state_is_the_best_epoch(small_splits):
-    model, result = fit(small_splits, MLPConfig(hidden_dim=32), TrainConfig(epochs=3))
-    model.load_state_dict(result.best_state)
-    _, accuracy = evaluate(model, *small_splits.val)
-    assert accuracy == pytest.approx(result.best.val_accuracy)
+def test_schedules_shape():
+    assert lr_factor("constant", 0.7) == 1.0
+    assert lr_factor("cosine", 0.0) == 1.0 and lr_factor("cosine", 1.0) == pytest.approx(0)
+    ramp = [lr_factor("onecycle", p) for p in (0.0, 0.1, 0.25, 0.6, 1.0)]
+    assert ramp[0] == pytest.approx(0.04) and ramp[2] == pytest.approx(1.0)
+    assert ramp[0] < ramp[1] < ramp[2] > ramp[3] > ramp[4] and ramp[4] == pytest.approx(0)
+
+
+def test_the_schedule_reaches_the_optimizer(small_splits, monkeypatch):
+    seen = []
+    config = TrainConfig(optimizer="sgd", lr=0.1, epochs=1, steps=4, schedule="cosine")
+    torch.manual_seed(0)
+    model = build_model(MLPConfig(hidden_dim=16))
+    original = torch.optim.SGD.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    train(model, small_splits.train, config)
+    assert seen[0] == pytest.approx(0.1) and seen[-1] < 0.001
+    assert all(a >= b for a, b in zip(seen, seen[1:], strict=False))
+
+
+def test_crop_flip_shifts_and_mirrors_deterministically():
+    images = torch.arange(2 * 28 * 28, dtype=torch.float32).reshape(2, 1, 28, 28)
+    a = crop_flip(images, torch.Generator().manual_seed(3))
+    b = crop_flip(images, torch.Generator().manual_seed(3))
+    assert a.shape == images.shape and torch.equal(a, b)
+    # With no padding only the flip remains: each image is itself or its mirror.
+    flipped = crop_flip(images, torch.Generator().manual_seed(0), pad=0)
+    for out, original in zip(flipped, images, strict=True):
+        assert torch.equal(out, original) or torch.equal(out, original.flip(-1))
+    many = torch.zeros(400, 1, 28, 28)
+    many[:, :, 10:18, 10:18] = 1.0
+    shifted = crop_flip(many, torch.Generator().manual_seed(1))
+    assert shifted.sum() == many.sum() and not torch.equal(shifted, many)  # moved, not lost
 
 
 def test_evaluate_restores_nothing_and_uses_eval_mode(small_splits):
@@ -74,6 +135,10 @@ def test_train_config_validates():
         TrainConfig(optimizer="lbfgs")
     with pytest.raises(ValueError, match="lr must be a positive number"):
         TrainConfig(lr=float("nan"))
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        TrainConfig(schedule="step")
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        TrainConfig(steps=0)
 
 
 def test_device_resolution():
@@ -91,5 +156,6 @@ def test_cuda_training_runs(raw):
     from data import make_splits
 
     splits = make_splits(raw, device="cuda", val_size=1000, train_size=2000)
-    _, result = fit(splits, CNNConfig(n_layers=2, channels=8), TrainConfig(epochs=1))
+    config = TrainConfig(epochs=1, augment=True, schedule="onecycle")
+    _, result = fit(splits, CNNConfig(n_layers=2, channels=8), config)
     assert result.history[0].val_accuracy > 0.3

@@ -1,0 +1,116 @@
+"""Does the search beat hand-tuning? The default study against the seed article's CNN, one run.
+
+    python -m benchmarks.baseline [--keep DIR] [-- EXTRA SEARCH.RUN FLAGS]
+
+1. The article's network (3 conv blocks 32/64/128 with BatchNorm and max-pool, fc 1152-512-512
+   with BatchNorm1d and dropout 0.4; SGD lr 0.01 momentum 0.9, batch 64, 5 epochs at a fixed
+   rate) trained in this process on all 60,000 labelled images, as the article did, by the
+   project's trainer (tensor-resident, the same speed settings as every trial), then evaluated
+   once on the 10,000 test images. Timed from the first batch to the test accuracy.
+2. ``python -m search.run --trials 50`` with every default (MLflow on, its default
+   ``sqlite:///mlflow.db``) in a fresh directory, timed from start to exit, which includes
+   imports, loading the data, the final fit and registering the champion; the champion's test
+   accuracy is read back from the study.
+
+Both run one after the other on the same machine, never at once. Prints a table and ends with
+``study/article time: N.NNx, test accuracy: study 0.9xxx vs article 0.9xxx``. Flags after
+``--`` go to ``search.run`` (to measure a change against the same baseline). Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import torch
+
+from data import load_splits
+from models import build_model
+from search.space import WARM_START, spec_from_params
+from search.train import evaluate, train
+
+ARTICLE_EPOCHS = 5
+
+
+def article(splits) -> tuple[float, float]:
+    """(seconds, test accuracy) of the article's network, trained as the article did."""
+    params = {**WARM_START, "weight_decay": 0.0}  # the article used none
+    spec = spec_from_params(params, epochs=ARTICLE_EPOCHS, seed=0)
+    torch.manual_seed(0)
+    model = build_model(spec.model)
+    start = time.perf_counter()
+    train(model, splits.train_and_val(), spec.train)
+    _, accuracy = evaluate(model, *splits.test)
+    return time.perf_counter() - start, accuracy
+
+
+def study(directory: Path, extra: list[str]) -> tuple[float, float, list[str]]:
+    """(seconds, champion's test accuracy, summary lines) of the default 50-trial study."""
+    command = [sys.executable, "-m", "search.run", "--trials", "50", *extra]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("MLFLOW_TRACKING_URI", None)  # MLflow's own default: ./mlflow.db
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    (directory / "search.log").write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        raise SystemExit(f"search.run failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    loaded = optuna.load_study(
+        study_name="fashion-mnist", storage=f"sqlite:///{directory}/optuna.db"
+    )
+    lines = [line for line in done.stdout.splitlines() if line and "\r" not in line]
+    return seconds, loaded.user_attrs["test_accuracy"]["value"], lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    own = argv[: argv.index("--")] if "--" in argv else argv
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.baseline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--keep", type=Path, default=None, help="run the study here and keep it")
+    args = p.parse_args(own)
+    torch.set_num_threads(os.cpu_count() or 1)
+    threads = torch.get_num_threads()
+    print(
+        f"hardware: {platform.machine()}, {os.cpu_count()} CPU cores, {threads} torch threads; "
+        f"torch {torch.__version__}; one run each"
+    )
+    splits = load_splits(device="cpu")
+    a_seconds, a_accuracy = article(splits)
+    print(
+        f"article CNN, {ARTICLE_EPOCHS} epochs on 60,000 images: {a_seconds:.0f} s, "
+        f"test accuracy {a_accuracy:.4f}",
+        flush=True,
+    )
+    del splits
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = args.keep or Path(tmp)
+        directory.mkdir(parents=True, exist_ok=True)
+        s_seconds, s_accuracy, lines = study(directory, extra)
+    print("\n".join(f"    {line}" for line in lines))
+    flags = " ".join(["--trials 50", *extra])
+    print(
+        f"\n| run | wall time | test accuracy |\n| --- | --- | --- |\n"
+        f"| article CNN, 5 epochs (hand-tuned) | {a_seconds:.0f} s | {a_accuracy:.4f} |\n"
+        f"| `search.run {flags}` | {s_seconds:.0f} s | {s_accuracy:.4f} |\n"
+    )
+    print(
+        f"study/article time: {s_seconds / a_seconds:.2f}x, "
+        f"test accuracy: study {s_accuracy:.4f} vs article {a_accuracy:.4f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

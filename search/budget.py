@@ -1,0 +1,90 @@
+"""``--budget``: the whole run, final model included, ends within a wall-clock time.
+
+    budget = Budget(parse_duration("10m"))      # counts from now
+    budget.reserve = final_fit_seconds + END_SECONDS
+    if budget.allows(next_trial_seconds): ...   # else the study ends, "ended by --budget"
+
+Costs are estimated from what the study has measured (its trials' ``train_seconds`` and
+``train_images``), never guessed: the next trial and the final fit may train at the slowest
+per-image rate of any complete trial so far. Before any trial has completed there is nothing
+to go by, so the first trial is started whenever time is left, and stopped (PRUNED,
+``stopped``: budget) as soon as its own steps show that it cannot finish.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+
+import optuna
+from optuna.trial import TrialState
+
+END_SECONDS = 20.0  # measured: test evaluation, pictures, tables, logging the champion
+MARGIN = 1.15  # estimates from other trials are rough: a busy CPU or a bigger batch
+UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> float:
+    """``"600s"``, ``"10m"``, ``"1.5h"`` or a bare number of seconds; must be positive."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match:
+        raise ValueError(f"must be a duration such as 600s, 10m or 1h, got {text!r}")
+    seconds = float(match.group(1)) * UNITS[match.group(2) or "s"]
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"must be a positive duration, got {text!r}")
+    return seconds
+
+
+def process_start() -> float:
+    """When this process started, on the monotonic clock: the budget includes Python's start-up
+    and imports (seconds a person timing the command sees). Linux's /proc tells; elsewhere we
+    fall back to now."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        age = uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+    except (OSError, ValueError, IndexError):
+        return time.monotonic()
+    return time.monotonic() - max(0.0, age)
+
+
+class Budget:
+    """A deadline on the monotonic clock; ``None`` seconds means no limit."""
+
+    def __init__(self, seconds: float | None, start: float | None = None) -> None:
+        self.seconds = seconds
+        self.start = time.monotonic() if start is None else start
+        self.reserve = 0.0  # kept for what must still happen after the trials
+
+    def left(self) -> float:
+        if self.seconds is None:
+            return math.inf
+        return self.seconds - (time.monotonic() - self.start)
+
+    def allows(self, seconds: float) -> bool:
+        """Whether work of ``seconds`` still leaves the reserve before the deadline."""
+        return seconds + self.reserve <= self.left()
+
+
+def slowest_rate(study: optuna.Study) -> float | None:
+    """Seconds per training image of the slowest complete trial (its validation included):
+    what the next trial and the final fit may cost per image. ``None`` before any."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    rates = [
+        t.user_attrs["train_seconds"] / t.user_attrs["train_images"]
+        for t in done
+        if t.user_attrs.get("train_images")
+    ]
+    return max(rates) if rates else None
+
+
+def final_epochs_that_fit(per_epoch: float, wanted: int, left: float) -> int:
+    """How many final-fit epochs end before the deadline (0: none; then the best trial's own
+    weights are the champion)."""
+    if per_epoch <= 0:
+        return wanted
+    return max(0, min(wanted, int((left - END_SECONDS) / (per_epoch * MARGIN))))
