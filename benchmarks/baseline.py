@@ -33,16 +33,20 @@ import torch
 
 from data import load_splits
 from models import build_model
-from search.space import WARM_START, spec_from_params
+from search.space import ARTICLE, spec_from_params
 from search.train import evaluate, train
 
 ARTICLE_EPOCHS = 5
+WARM_UP = 1280  # images: 20 batches of 64, per epoch of the warm-up run
 
 
 def article(splits) -> tuple[float, float]:
-    """(seconds, test accuracy) of the article's network, trained as the article did."""
-    params = {**WARM_START, "weight_decay": 0.0}  # the article used none
-    spec = spec_from_params(params, epochs=ARTICLE_EPOCHS, seed=0)
+    """(seconds, test accuracy) of the article's network, trained as the article did, after an
+    untimed warm-up on a slice (the first batches of a process pay one-off set-up costs that
+    the article's own script would not be charged for)."""
+    spec = spec_from_params(ARTICLE, epochs=ARTICLE_EPOCHS, seed=0)
+    images, labels = splits.train
+    train(build_model(spec.model), (images[:WARM_UP], labels[:WARM_UP]), spec.train)
     torch.manual_seed(0)
     model = build_model(spec.model)
     start = time.perf_counter()

@@ -6,13 +6,15 @@
 Families: ``mlp`` (``n_layers`` hidden layers of ``hidden_dim``), ``cnn`` (``n_layers`` conv
 blocks starting at ``channels``), and the tutorial's two seeded networks by name
 (``SeedNetConfig(network="no_batch_norm" | "batch_norm")``). Configs validate on construction
-and raise ``ValueError`` naming the field and value. This package imports only torch.
+and raise ``ValueError`` naming the field and value. ``standalone(model, mean, std)`` turns a
+trained network into an ``nn.Sequential`` of ``torch.nn`` layers that normalizes its own input
+and needs nothing from this project. This package imports only torch.
 """
 
 from models.build import ModelConfig, build_model, config_from_dict, count_parameters
 from models.cnn import CNN, CNNConfig
+from models.export import standalone
 from models.mlp import MLP, MLPConfig
-from models.normalized import Normalized
 from models.seed import SEED_NETWORKS, SeedNetConfig
 
 __all__ = [
@@ -21,10 +23,10 @@ __all__ = [
     "MLP",
     "MLPConfig",
     "ModelConfig",
-    "Normalized",
     "SEED_NETWORKS",
     "SeedNetConfig",
     "build_model",
     "config_from_dict",
     "count_parameters",
+    "standalone",
 ]

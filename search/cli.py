@@ -210,6 +210,13 @@ def build_parser(doc: str) -> Parser:
     add("--parent-run-id", default=None, help=argparse.SUPPRESS)  # set by --workers
     add("--deadline", type=float, default=None, help=argparse.SUPPRESS)  # set by --workers
     o = p.add_argument_group("output")
+    o.add_argument(
+        "--artifact-dir",
+        default=None,
+        help="Optuna artifact store (pictures of the best trials and the champion) for "
+        "optuna-dashboard --artifact-dir (default: optuna-artifacts/ beside a file-based "
+        "study, else in the working directory)",
+    )
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     add("--heartbeat", type=positive_int, default=HEARTBEAT_INTERVAL, help=argparse.SUPPRESS)
     return p

@@ -25,7 +25,7 @@ def confusion(labels: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
     return matrix
 
 
-def confusion_png(matrix: torch.Tensor, out: Path) -> Path:
+def confusion_png(matrix: torch.Tensor, out: Path, split: str = "test") -> Path:
     fig, ax = plt.subplots(figsize=(8, 7))
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(10), CLASSES, rotation=45, ha="right")
@@ -39,9 +39,9 @@ def confusion_png(matrix: torch.Tensor, out: Path) -> Path:
             ax.text(j, i, value, ha="center", va="center", fontsize=8,
                     color="white" if value > threshold else "black")  # fmt: skip
     accuracy = matrix.diag().sum().item() / matrix.sum().item()
-    ax.set_title(f"Test set confusion matrix (accuracy {accuracy:.4f})")
+    ax.set_title(f"{split.capitalize()} set confusion matrix (accuracy {accuracy:.4f})")
     fig.tight_layout()
-    path = out / "confusion_matrix.png"
+    path = out / ("confusion_matrix.png" if split == "test" else f"{split}_confusion_matrix.png")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -55,9 +55,13 @@ def per_class_json(matrix: torch.Tensor, out: Path) -> Path:
 
 
 def samples_png(
-    images: torch.Tensor, labels: torch.Tensor, predicted: torch.Tensor, out: Path
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    predicted: torch.Tensor,
+    out: Path,
+    split: str = "test",
 ) -> Path:
-    """The first 32 test images with predicted / true labels (red when wrong)."""
+    """The first 32 images of a split with predicted / true labels (red when wrong)."""
     fig, axes = plt.subplots(4, 8, figsize=(12, 7))
     for i, ax in enumerate(axes.flat):
         ax.imshow(images[i, 0].cpu(), cmap="gray")
@@ -67,7 +71,7 @@ def samples_png(
         ax.axis("off")
     fig.suptitle("predicted (true)")
     fig.tight_layout()
-    path = out / "test_samples.png"
+    path = out / f"{split}_samples.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

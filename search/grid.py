@@ -22,7 +22,7 @@ import pandas as pd
 
 from models import SEED_NETWORKS
 from search.space import ARCHS, spec_from_params
-from search.train import OPTIMIZERS
+from search.train import OPTIMIZERS, SCHEDULES
 
 GRID_DEFAULTS: dict[str, Any] = {
     "lr": 0.01,  # RunManager's loop: Adam at 0.01
@@ -62,12 +62,17 @@ GRID_KEYS = {
     "dropout": (_number, "a number in [0, 1)"),
     "hidden_dim": (_integer, "an integer"),
     "channels": (_integer, "an integer"),
+    "head_dim": (_integer, "an integer"),
+    "head_layers": (_integer, "an integer"),
+    "schedule": (_choice(SCHEDULES), f"one of {list(SCHEDULES)}"),
+    "augment": (_bool, "true or false"),
     "network": (_choice(SEED_NETWORKS), f"one of {list(SEED_NETWORKS)}"),
     "shuffle": (_bool, "true or false"),
     "num_workers": (_integer, "an integer (recorded only: batches need no workers)"),
     "device": (_choice(("cpu", "cuda", "mps")), "one of ['cpu', 'cuda', 'mps']"),
 }
-MODEL_KEYS = {"arch", "n_layers", "batch_norm", "dropout", "hidden_dim", "channels"}
+MODEL_KEYS = {"arch", "n_layers", "batch_norm", "dropout", "hidden_dim", "channels", "head_dim",
+              "head_layers"}  # fmt: skip
 
 
 class GridError(ValueError):

@@ -25,6 +25,7 @@ import torch
 
 from data import Splits
 from models import build_model, count_parameters
+from search.artifacts import upload_trial_pictures
 from search.budget import Budget
 from search.grid import with_defaults
 from search.space import TrialSpec, spec_from_params, suggest_params
@@ -50,10 +51,12 @@ class Objective:
         on_step: Callable[[int, StepMetrics], None] | None = None,
         steps: int | None = None,
         budget: Budget | None = None,
+        artifacts=None,
     ) -> None:
         self.splits, self.epochs, self.seed, self.grid = splits, epochs, seed, grid
         self.tracker, self.on_step, self.steps = tracker, on_step, steps
         self.budget = budget or Budget(None)
+        self.artifacts = artifacts  # an Optuna artifact store, or None
         self.best: BestWeights | None = None
         self.claim = None  # set by the study loop: released once our trial is claimed
         self._device_splits = {splits.device.type: splits}
@@ -150,20 +153,24 @@ class Objective:
                 trial.set_user_attr("stopped", "budget: it could not finish in the time left")
             raise optuna.TrialPruned(f"pruned after step {result.last.step}")
         value = result.last.val_accuracy
-        self._keep_if_best(trial, value, spec, model)
+        self._keep_if_best(trial, value, spec, model, splits)
         del model
         release_memory(splits.device)
         return value
 
-    def _keep_if_best(self, trial: optuna.Trial, value: float, spec: TrialSpec, model) -> None:
+    def _keep_if_best(self, trial: optuna.Trial, value: float, spec: TrialSpec, model, splits):
+        """Weights in memory when best in this process; when best in the study, also its
+        checkpoint in MLflow and its pictures as Optuna artifacts (while it still runs)."""
         beats_process = self.best is None or value > self.best.value
-        beats_study = self.tracker is not None and _beats_study(trial, value)
-        if not (beats_process or beats_study):
+        beats_study = _beats_study(trial, value)
+        if beats_study and self.artifacts is not None:
+            upload_trial_pictures(self.artifacts, trial, model, splits)
+        if not (beats_process or (beats_study and self.tracker is not None)):
             return
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         if beats_process:
             self.best = BestWeights(trial.number, value, spec, state)
-        if beats_study:
+        if beats_study and self.tracker is not None:
             self.tracker.save_checkpoint(trial, spec, state)
 
 

@@ -19,28 +19,30 @@ holds --trials finished (COMPLETE or PRUNED) trials. Exit status: 0 done, 2 bad 
 from __future__ import annotations
 
 import argparse
-import logging
+import contextlib
 import os
 import signal
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import optuna
 import torch
 
 from data import DataError, load_splits
-from models import Normalized, build_model
+from models import build_model
+from models.export import standalone
+from search.artifacts import open_store, pictures, upload
 from search.budget import Budget, final_epochs_that_fit, process_start
 from search.cli import UsageError, parse_args
 from search.device import DeviceError, describe, resolve_device
-from search.figures import confusion, confusion_png, optuna_html, per_class_json, samples_png
+from search.figures import optuna_html, per_class_json
 from search.final import final_fit
 from search.grid import GridError, load_grid
 from search.objective import Objective
 from search.progress import Progress
+from search.quiet import held_stderr, quiet_libraries
 from search.report import Summary, grid_rows, save_table, state_counts, trials_table
 from search.samplers import make_pruner, make_sampler
 from search.space import WARM_START, spec_from_params
@@ -53,7 +55,7 @@ from search.storage import (
 )
 from search.study import StudyPlan, finished_count, run_trials
 from search.tracking import Tracker, TrackingError, check_reachable
-from search.train import evaluate, predict, train
+from search.train import evaluate, train
 from search.workers import supervise
 
 
@@ -92,6 +94,9 @@ def make_tracker(args: argparse.Namespace, device: torch.device) -> Tracker | No
     else:
         tracker.start_parent(args.study, tags, {**params, "storage": mask_url(args.storage)})
     return tracker
+
+
+ARTIFACTS = "optuna-artifacts"  # optuna-dashboard STORAGE --artifact-dir optuna-artifacts
 
 
 def trial_steps(args: argparse.Namespace, splits) -> int | None:
@@ -207,32 +212,38 @@ def finish(study, objective, splits, args, summary: Summary, lock, budget, progr
     best = study.best_trial
     summary.best_trial, summary.best_value = best.number, best.value
     summary.best_params = full_params(best)
-    model = champion_model(study, objective, splits, args, summary, budget, progress)
+    registered = tracker.is_champion(args.study, best.number) if tracker else None
+    if registered is not None:  # a resumed study whose best trial is already the champion
+        model = network_of(tracker.load_version(registered)).to(splits.device)
+        summary.model_note = (f"(registered champion version {registered.version}, fitted "
+                              "by an earlier run: no new final fit)")  # fmt: skip
+    else:
+        model = champion_model(study, objective, splits, args, summary, budget, progress)
     _, summary.test_accuracy = evaluate(model, *splits.test)
     study.set_user_attr("test_accuracy", {"trial": best.number, "value": summary.test_accuracy})
+    with tempfile.TemporaryDirectory() as tmp:
+        shown, matrix = pictures(model, splits.test, splits.mean, splits.std, "test", Path(tmp))
+        upload(objective.artifacts, study, shown)  # the champion's, on the study's page
+        if tracker is not None:
+            html, _ = optuna_html(study, Path(tmp))
+            files = [*summary.files, *shown, per_class_json(matrix, Path(tmp)), html]
+            metrics = {"test_accuracy": summary.test_accuracy, "best_val_accuracy": best.value}
+            tracker.log_results(files, metrics)
     if tracker is None:
         return
     tracker.end_final(summary.test_accuracy)
-    with tempfile.TemporaryDirectory() as tmp:
-        files = [*summary.files, *pictures(study, model, splits, Path(tmp))]
-        metrics = {"test_accuracy": summary.test_accuracy, "best_val_accuracy": best.value}
-        tracker.log_results(files, metrics)
-    shipped = Normalized(model.to(memory_format=torch.contiguous_format), splits.mean, splits.std)
+    shipped = standalone(model, splits.mean, splits.std)
     with lock:  # several workers may end the study together: one registers
-        example = (splits.test[0][:2].cpu() * splits.std + splits.mean).numpy()
+        example = (splits.test[0][:4].cpu() * splits.std + splits.mean).numpy()
         summary.tracking = tracker.register_champion(
             study, shipped, summary.test_accuracy, example
         )
 
 
-def pictures(study: optuna.Study, model: torch.nn.Module, splits, out: Path) -> list[Path]:
-    images, labels = splits.test
-    predicted = predict(model, images).cpu()
-    matrix = confusion(labels, predicted)
-    raw = images[:32].cpu() * splits.std + splits.mean  # back to [0, 1] for display
-    html, _ = optuna_html(study, out)
-    return [confusion_png(matrix, out), per_class_json(matrix, out),
-            samples_png(raw, labels[:32].cpu(), predicted[:32], out), html]  # fmt: skip
+def network_of(shipped: torch.nn.Module) -> torch.nn.Module:
+    """A registered standalone model without its ``normalize`` layer: the splits here are
+    normalized already."""
+    return torch.nn.Sequential(*list(shipped.children())[1:])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, GridError, DeviceError, DataError, StorageError, TrackingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    quiet_libraries(args.quiet)
     torch.set_num_threads(args.threads)
     steps = trial_steps(args, splits)
     study = open_study(args, storage, steps)
@@ -257,34 +269,21 @@ def main(argv: list[str] | None = None) -> int:
     total = min(plan.target, _grid_size(grid)) if grid else plan.target
     progress = Progress(total, finished_count(study, plan), steps or args.epochs, args.quiet)
     objective = Objective(splits, args.epochs, args.seed, grid, tracker, progress.on_step,
-                          steps, plan.budget)  # fmt: skip
+                          steps, plan.budget, open_store(artifact_dir(args)))  # fmt: skip
     if not args.quiet:
         print(f"study {args.study!r} on {mask_url(args.storage)}: {args.sampler} sampler, "
               f"{args.pruner} pruner, {describe(device)}, torch {torch.__version__}, "
               f"{args.workers} worker(s) x {args.threads} thread(s)")  # fmt: skip
     summary = Summary(args.study, mask_url(args.storage), {}, 0.0)
     start = time.perf_counter()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        if args.workers > 1:
-            tick = lambda: after_trial(study, objective, progress, plan)  # noqa: E731
-            parent = tracker.parent_id if tracker else None
-            argv = sys.argv[1:] if argv is None else argv
-            deadline = time.time() + plan.budget.left() if args.budget else None
-            summary.stopped = supervise(argv, args.workers, args.threads, device, parent, tick,
-                                        deadline)  # fmt: skip
-        else:
-            after = lambda s: after_trial(s, objective, progress, plan)  # noqa: E731
-            summary.stopped = run_trials(study, objective, plan, lock, after)
-    except KeyboardInterrupt:
-        summary.stopped = "interrupted"
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with held_stderr() if args.quiet else contextlib.nullcontext():
+        summary.stopped = run_study(study, objective, progress, plan, lock, args, argv, device)
     if summary.stopped == "done" and finished_count(study, plan) < total:
         # Workers stop on their own timeout or budget; they exit 0 all the same.
         summary.stopped = "budget" if args.budget else "timeout" if args.timeout else "done"
     summary.ended = ended_by(summary.stopped, args)
-    finish(study, objective, splits, args, summary, lock, plan.budget, progress)
+    with held_stderr():  # MLflow narrates registering; the summary says it in one line
+        finish(study, objective, splits, args, summary, lock, plan.budget, progress)
     progress.close()
     summary.wall_seconds = time.perf_counter() - start
     if tracker is not None:
@@ -295,6 +294,30 @@ def main(argv: list[str] | None = None) -> int:
     if summary.stopped == "interrupted":
         return 130
     return 1 if summary.stopped.startswith("worker failed") else 0
+
+
+def run_study(study, objective, progress, plan, lock, args, argv, device) -> str:
+    """The trials, here or in ``--workers`` processes; returns why they stopped."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        if args.workers > 1:
+            tick = lambda: after_trial(study, objective, progress, plan)  # noqa: E731
+            tracker = objective.tracker
+            parent = tracker.parent_id if tracker else None
+            argv = sys.argv[1:] if argv is None else argv
+            deadline = time.time() + plan.budget.left() if args.budget else None
+            return supervise(argv, args.workers, args.threads, device, parent, tick, deadline)
+        after = lambda s: after_trial(s, objective, progress, plan)  # noqa: E731
+        return run_trials(study, objective, plan, lock, after)
+    except KeyboardInterrupt:
+        return "interrupted"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def artifact_dir(args: argparse.Namespace) -> Path:
+    """Optuna artifacts live beside a file-based study (else in the working directory)."""
+    return Path(args.artifact_dir) if args.artifact_dir else results_dir(args.storage) / ARTIFACTS
 
 
 def make_budget(args: argparse.Namespace, started: float) -> Budget:
@@ -324,10 +347,12 @@ def ended_by(stopped: str, args: argparse.Namespace) -> str:
 
 def work(study, plan: StudyPlan, lock, splits, args, grid, tracker, steps) -> int:
     """A ``--workers`` child: run trials, leave the final evaluation to the supervisor."""
-    objective = Objective(splits, args.epochs, args.seed, grid, tracker, None, steps, plan.budget)
+    objective = Objective(splits, args.epochs, args.seed, grid, tracker, None, steps, plan.budget,
+                          open_store(artifact_dir(args)))  # fmt: skip
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        run_trials(study, objective, plan, lock, tracker.end_orphans if tracker else None)
+        with held_stderr():  # a worker is quiet; its chatter shows only if it fails
+            run_trials(study, objective, plan, lock, tracker.end_orphans if tracker else None)
     except KeyboardInterrupt:
         print(f"worker {os.getpid()}: stopped by signal; its running trial is marked FAIL",
               file=sys.stderr)  # fmt: skip
@@ -335,25 +360,6 @@ def work(study, plan: StudyPlan, lock, splits, args, grid, tracker, steps) -> in
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0
-
-
-def quiet_libraries() -> None:
-    """Optuna logs every trial at INFO and MLflow/torch.export narrate the model logging: the
-    progress bar and summary say what matters."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    for handler in logging.getLogger("optuna").handlers:
-        handler.addFilter(_interrupt_without_traceback)
-    for name in ("mlflow", "torch._export", "torch.export", "alembic"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message="The number of trials is too small")
-
-
-def _interrupt_without_traceback(record: logging.LogRecord) -> bool:
-    """Optuna logs a trial stopped by Ctrl-C/SIGTERM with a traceback; a user who pressed
-    Ctrl-C needs the one line that says which trial was stopped, not where."""
-    if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
-        record.exc_info = None
-    return True
 
 
 def after_trial(study: optuna.Study, objective: Objective, progress: Progress, plan) -> None:

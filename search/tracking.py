@@ -41,6 +41,7 @@ from mlflow.entities import Metric, Param
 
 from data import CLASSES
 from models import config_from_dict
+from search.packaging import log_champion
 from search.space import TrialSpec
 from search.train import StepMetrics
 
@@ -227,6 +228,19 @@ class Tracker:
         except mlflow.exceptions.MlflowException:
             return None
 
+    def is_champion(self, study_name: str, trial_number: int):
+        """The registered champion if it already is this study's trial, else ``None``."""
+        current = self.champion()
+        if current is None:
+            return None
+        key = (current.tags.get("study"), current.tags.get("trial_number"))
+        return current if key == (study_name, str(trial_number)) else None
+
+    def load_version(self, version) -> torch.nn.Module:
+        """A registered version's model (a standalone ``nn.Sequential``)."""
+        uri = f"models:/{self.registered_model}/{version.version}"
+        return mlflow.pytorch.load_model(uri, map_location="cpu")
+
     def register_champion(
         self,
         study: optuna.Study,
@@ -234,32 +248,17 @@ class Tracker:
         test_accuracy: float,
         example: np.ndarray,
     ) -> str:
-        """Log and register the best trial's model unless the champion is as good; returns a
-        line for the summary. ``example`` holds two test images in [0, 1]: torch.export fixes a
-        batch dimension of size 1 to a constant, so a (1, 1, 28, 28) example would give a model
-        that accepts only single images. Call under the study's claim lock: several workers
-        may end the study at once, and only one of them may register."""
+        """Log and register the champion (a standalone module, see ``models.export``) unless
+        the current champion is as good; returns a line for the summary. Call under the
+        study's claim lock: several workers may end the study at once, and only one of them
+        may register."""
         best = study.best_trial
         current = self.champion()
         if current is not None:
-            same = (current.tags.get("study"), current.tags.get("trial_number")) == (
-                study.study_name, str(best.number))  # fmt: skip
+            same = self.is_champion(study.study_name, best.number) is not None
             if same or float(current.tags.get("val_accuracy", "-1")) >= best.value:
                 return f"champion unchanged: {self.registered_model} version {current.version}"
-        model = model.cpu().eval()
-        with torch.inference_mode():
-            output = model(torch.from_numpy(example)).numpy()
-        signature = mlflow.models.infer_signature(example, output)
-        with mlflow.start_run(run_id=self.parent_id):
-            info = mlflow.pytorch.log_model(
-                model,
-                name="model",
-                signature=signature,
-                input_example=example,
-                registered_model_name=self.registered_model,
-                # Naming the requirement skips MLflow's slow inference of the environment.
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-            )
+        info = log_champion(model, example, self.parent_id, self.registered_model)
         version = str(info.registered_model_version)
         tags = {"study": study.study_name, "trial_number": best.number,
                 "val_accuracy": best.value, "test_accuracy": test_accuracy,
@@ -277,9 +276,12 @@ def describe_model(study_name: str, trial_number: int, test_accuracy: float) -> 
     return (
         f"Fashion-MNIST classifier from Optuna study '{study_name}', trial {trial_number}; "
         f"held-out test accuracy {test_accuracy:.4f}.\n\n"
-        "Input: float32 tensor (N, 1, 28, 28) with pixels in [0, 1] (what torchvision's "
-        "ToTensor gives); the model applies the training normalization itself. "
-        "Output: (N, 10) logits; argmax gives the class index.\n\n"
-        "Classes: " + ", ".join(f"{i} {name}" for i, name in enumerate(CLASSES)) + "\n\n"
-        "Load: mlflow.pytorch.load_model('models:/<name>@champion')"
+        "mlflow.pytorch.load_model('models:/<name>@champion') gives an ordinary "
+        "torch.nn.Sequential (eval(), train(), to(device), fine-tuning), built from torch.nn "
+        "layers only. Input: float32 tensor (N, 1, 28, 28) with pixels in [0, 1] (what "
+        "torchvision's ToTensor gives); its first layer, normalize, applies the training "
+        "normalization. Output: (N, 10) logits; argmax gives the class index.\n\n"
+        "mlflow models serve / mlflow.pyfunc.load_model answer one row per image: "
+        "class_index, class_name, probabilities.\n\n"
+        "Classes: " + ", ".join(f"{i} {name}" for i, name in enumerate(CLASSES))
     )

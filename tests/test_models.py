@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import CNNConfig, MLPConfig, Normalized, SeedNetConfig, build_model, count_parameters
+from models import (
+    CNNConfig,
+    MLPConfig,
+    SeedNetConfig,
+    build_model,
+    count_parameters,
+    standalone,
+)
 
 
 @pytest.mark.parametrize("n_layers", [1, 2, 3, 4])
@@ -121,9 +128,32 @@ def test_build_model_rejects_unknown_config():
         build_model({"arch": "mlp"})
 
 
-def test_normalized_wrapper_applies_mean_std():
-    inner = build_model(MLPConfig(n_layers=1, hidden_dim=8))
-    wrapped = Normalized(inner, mean=0.3, std=0.5).eval()
+@pytest.mark.parametrize(
+    "config",
+    [MLPConfig(n_layers=2, hidden_dim=8, batch_norm=True, dropout=0.2),
+     CNNConfig(n_layers=2, channels=4, dropout=0.3, head_layers=2),
+     SeedNetConfig("batch_norm")],
+)  # fmt: skip
+def test_standalone_is_plain_torch_normalizes_itself_and_trains(config, tmp_path):
+    torch.manual_seed(0)
+    inner = build_model(config).eval()
+    plain = standalone(inner, mean=0.3, std=0.5)
     x = torch.rand(4, 1, 28, 28)
-    assert torch.allclose(wrapped(x), inner.eval()((x - 0.3) / 0.5))
-    assert set(wrapped.state_dict()) >= {"mean", "std"}
+    assert torch.allclose(plain(x), inner((x - 0.3) / 0.5), atol=1e-5)
+    modules = {type(m).__module__.split(".")[0] for m in plain.modules()}
+    assert modules == {"torch"}, "a class of ours would be imported when unpickled"
+    assert list(plain.named_children())[0][0] == "normalize"
+    torch.save(plain, tmp_path / "m.pth")
+    loaded = torch.load(tmp_path / "m.pth", weights_only=False)
+    loaded.train()  # an ordinary module: train mode, a step, and the normalization stays put
+    optimizer = torch.optim.SGD(loaded.parameters(), lr=0.1)
+    torch.nn.functional.cross_entropy(loaded(x), torch.tensor([0, 1, 2, 3])).backward()
+    optimizer.step()
+    assert loaded.normalize.weight.item() == 2.0
+    assert loaded.normalize.bias.item() == pytest.approx(-0.6)
+    assert not torch.allclose(loaded.eval()(x), plain(x))  # the rest did move
+
+
+def test_standalone_refuses_unknown_networks():
+    with pytest.raises(ValueError, match="no standalone form for Linear"):
+        standalone(torch.nn.Linear(784, 10), 0.3, 0.5)

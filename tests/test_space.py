@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from models import CNNConfig, MLPConfig, SeedNetConfig
-from search.space import WARM_START, spec_from_params, suggest_params
+from search.space import ARTICLE, WARM_START, model_config, spec_from_params, suggest_params
 
 
 def test_conditional_params_follow_their_parent():
@@ -57,3 +57,11 @@ def test_seed_network_by_name():
 def test_bad_values_raise_value_error():
     with pytest.raises(ValueError, match="n_layers"):
         spec_from_params({"arch": "cnn", "n_layers": 0}, 1, 0)
+
+
+def test_the_baseline_trains_the_article_exactly():
+    spec = spec_from_params(ARTICLE, epochs=5, seed=0)
+    assert (spec.train.optimizer, spec.train.lr, spec.train.momentum) == ("sgd", 0.01, 0.9)
+    assert (spec.train.schedule, spec.train.weight_decay, spec.train.batch_size) == (
+        "constant", 0.0, 64)  # fmt: skip
+    assert spec.model == model_config(WARM_START)

@@ -3,9 +3,13 @@ HTTP API, a download of the champion model, and a headless-Chromium look at the 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -14,8 +18,9 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from data import CLASSES
 from tests.conftest import QUICK
-from tests.helpers import cli, free_port, load
+from tests.helpers import cli, free_port, load, wait_http
 from tests.test_study import BAD, GOOD
 
 TRACKED = [a for a in QUICK if a != "--no-mlflow"]
@@ -28,11 +33,11 @@ def searched(server, tmp_path_factory):
     cwd = tmp_path_factory.mktemp("study")
     done = cli(["--trials", "3", *TRACKED, "--final-epochs", "1", "--tracking-uri", server], cwd)
     assert done.returncode == 0, done.stderr
-    return cwd, done.stdout
+    return cwd, done.stdout, done.stderr
 
 
 def test_parent_and_child_runs_match_the_storage(server, searched):
-    cwd, _ = searched
+    cwd = searched[0]
     client = MlflowClient(server)
     experiment = client.get_experiment_by_name("fashion-mnist")
     runs = client.search_runs([experiment.experiment_id])
@@ -64,7 +69,7 @@ def test_parent_and_child_runs_match_the_storage(server, searched):
 
 
 def test_final_fit_is_its_own_run_and_the_champion_names_it(server, searched):
-    cwd, _ = searched
+    cwd = searched[0]
     client = MlflowClient(server)
     experiment = client.get_experiment_by_name("fashion-mnist")
     runs = client.search_runs([experiment.experiment_id], "attributes.run_name = 'final-fit'")
@@ -103,7 +108,7 @@ def test_champion_downloads_and_reproduces_test_accuracy(server, searched, raw):
 
 
 def test_rerun_without_improvement_keeps_the_alias(server, searched):
-    cwd, _ = searched
+    cwd = searched[0]
     client = MlflowClient(server)
     before = client.get_model_version_by_alias("fashion-mnist-classifier", "champion").version
     done = cli(["--trials", "4", *TRACKED, "--tracking-uri", server], cwd)
@@ -182,3 +187,125 @@ def test_a_tiny_budget_ends_on_time_and_still_registers_a_champion(server, tmp_p
     assert 0 < len(trials) < 500 and all(t.state.name != "RUNNING" for t in trials)
     version = MlflowClient(server).get_model_version_by_alias("budget-model", "champion")
     assert version.tags["study"] == "budget" and version.tags["final_fit_run_id"] != "none"
+
+
+def test_quiet_means_quiet(searched):
+    """--quiet: the summary on stdout and nothing else, no library chatter on either stream."""
+    _, out, err = searched
+    assert err == "", err
+    assert "Successfully registered" not in out and "Created version" not in out
+    assert out.splitlines()[0].startswith("study 'fashion-mnist': ")
+
+
+USER_SCRIPT = """
+import json, sys
+import mlflow, torch
+import torch.nn.functional as F
+
+model = mlflow.pytorch.load_model("models:/fashion-mnist-classifier@champion")
+images, labels = torch.load("test.pt")
+model.eval()
+with torch.no_grad():
+    accuracy = (model(images).argmax(1) == labels).double().mean().item()
+model.train()
+model.to("cpu")
+optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01)
+for i in range(0, 256, 64):  # a few fine-tuning steps
+    optimizer.zero_grad()
+    F.cross_entropy(model(images[i : i + 64]), labels[i : i + 64]).backward()
+    optimizer.step()
+ours = sorted(name for name, m in list(sys.modules.items())
+              if (getattr(m, "__file__", None) or "").startswith(sys.argv[1]))
+print(json.dumps({"accuracy": accuracy, "type": type(model).__module__, "ours": ours,
+                  "user_packages": sorted(n for n in ("models", "data", "search")
+                                          if n in sys.modules)}))
+"""
+
+
+def test_champion_loads_in_a_project_with_its_own_models_data_and_search(
+    server, searched, raw, tmp_path
+):
+    """Only torch and mlflow: a user's own ``models``/``data``/``search`` packages come first
+    on the path and refuse to be imported, and no file of this project is imported either."""
+    from tests.helpers import ROOT
+
+    for name in ("models", "data", "search"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise ImportError('the user\\'s {name}')")
+    (tmp_path / "use_champion.py").write_text(USER_SCRIPT)
+    images = raw.test_images.unsqueeze(1).float() / 255  # what ToTensor gives
+    torch.save((images, raw.test_labels), tmp_path / "test.pt")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": server, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, "use_champion.py", str(ROOT)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["ours"] == [] and result["user_packages"] == []
+    assert result["type"] == "torch.nn.modules.container"
+    version = MlflowClient(server).get_model_version_by_alias(
+        "fashion-mnist-classifier", "champion"
+    )
+    assert result["accuracy"] == pytest.approx(float(version.tags["test_accuracy"]), abs=1e-4)
+
+
+def test_served_champion_answers_classes_names_and_probabilities(server, searched, raw):
+    """A real ``mlflow models serve`` on 127.0.0.1, real test images over HTTP."""
+    port = free_port()
+    bin_dir = str(Path(sys.executable).parent)  # uvicorn is started by name
+    env = {**os.environ, "MLFLOW_TRACKING_URI": server,
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+    command = [str(Path(bin_dir) / "mlflow"), "models", "serve", "-m",
+               "models:/fashion-mnist-classifier@champion", "--env-manager", "local",
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ping", timeout=180, process=proc)
+        images = (raw.test_images[:20].unsqueeze(1).float() / 255).numpy()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"inputs": images.tolist()}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            rows = json.loads(response.read())["predictions"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    mlflow.set_tracking_uri(server)
+    model = mlflow.pytorch.load_model("models:/fashion-mnist-classifier@champion").eval()
+    with torch.no_grad():
+        expected = model(torch.from_numpy(images)).argmax(1).tolist()
+    assert [r["class_index"] for r in rows] == expected
+    assert [r["class_name"] for r in rows] == [CLASSES[i] for i in expected]
+    for row in rows:
+        assert len(row["probabilities"]) == 10 and sum(row["probabilities"]) == pytest.approx(1)
+        assert max(row["probabilities"]) == row["probabilities"][row["class_index"]]
+
+
+def test_dashboard_shows_the_pictures_of_the_best_trial_and_the_champion(searched):
+    """optuna-dashboard with --artifact-dir serves the PNGs uploaded beside the study."""
+    cwd = searched[0]
+    port = free_port()
+    dashboard = Path(sys.executable).with_name("optuna-dashboard")
+    proc = subprocess.Popen(
+        [str(dashboard), "sqlite:///optuna.db", "--artifact-dir", "optuna-artifacts",
+         "--host", "127.0.0.1", "--port", str(port)],
+        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        summaries = json.loads(wait_http(f"{base}/api/studies", process=proc))["study_summaries"]
+        study_id = summaries[0]["study_id"]
+        detail = json.loads(wait_http(f"{base}/api/studies/{study_id}"))
+        best = load(f"sqlite:///{cwd / 'optuna.db'}", "fashion-mnist").best_trial
+        trial = next(t for t in detail["trials"] if t["number"] == best.number)
+        on_trial = {a["filename"]: a for a in trial["artifacts"]}
+        assert {"validation_confusion_matrix.png", "validation_samples.png"} <= on_trial.keys()
+        on_study = {a["filename"] for a in detail["artifacts"]}
+        assert {"confusion_matrix.png", "test_samples.png"} <= on_study
+        artifact = on_trial["validation_confusion_matrix.png"]["artifact_id"]
+        png = wait_http(f"{base}/artifacts/{study_id}/{trial['trial_id']}/{artifact}")
+        assert png.startswith(b"\x89PNG")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
 from collections import Counter
 
@@ -16,7 +17,8 @@ from mlflow import MlflowClient
 from tests.helpers import cli, kill_mid_trial, load, start
 
 SECRET = "pw-never-printed"  # trust auth ignores it; it is here to prove it is masked
-QUICK = ["--epochs", "2", "--train-size", "2000", "--quiet", "--heartbeat", "1"]
+QUICK = ["--epochs", "2", "--train-size", "2000", "--step-images", "1000", "--final-epochs", "0",
+         "--no-warm-start", "--quiet", "--heartbeat", "1"]  # fmt: skip
 
 
 @pytest.fixture
@@ -120,6 +122,19 @@ def test_local_workers_on_default_storage(tmp_path):
     assert len(trials) == 4 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
     assert len({t.user_attrs["worker"] for t in trials}) == 2
     assert "test_accuracy" in done.stdout, "the supervisor prints the summary"
+
+
+def test_local_workers_honour_the_budget(tmp_path):
+    budget = 40  # seconds: start-up of the supervisor and two workers, then as many trials as fit
+    args = ["--workers", "2", "--trials", "500", *QUICK, "--budget", f"{budget}s", "--no-mlflow"]
+    start = time.monotonic()
+    done = cli(args, tmp_path)
+    elapsed = time.monotonic() - start
+    assert done.returncode == 0, done.stderr
+    assert f"ended by --budget {budget} s" in done.stdout
+    assert elapsed <= budget, f"the run took {elapsed:.1f} s of a {budget} s budget"
+    trials = load(f"sqlite:///{tmp_path / 'optuna.db'}", "fashion-mnist").get_trials()
+    assert 0 < len(trials) < 500 and all(t.state.name != "RUNNING" for t in trials)
 
 
 def test_mariadb_storage_works_the_same(maria_url, tmp_path):

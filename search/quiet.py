@@ -1,0 +1,52 @@
+"""Keeping the terminal for what matters: the progress bar, the summary and our own errors.
+
+Optuna logs every trial, MLflow prints "Successfully registered model" and "Created version"
+(its ``eprint`` writes to whatever ``sys.stderr`` is at the time), and libraries warn. The
+summary already says all of it, so library output is held back while the run works and shown
+only if something fails; ``--quiet`` also drops Optuna's per-trial warnings and the bar.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import sys
+import warnings
+from collections.abc import Iterator
+
+import optuna
+
+
+def quiet_libraries(quiet: bool = False) -> None:
+    """Optuna at WARNING (ERROR with ``--quiet``), MLflow, torch.export and alembic at ERROR."""
+    level = optuna.logging.ERROR if quiet else optuna.logging.WARNING
+    optuna.logging.set_verbosity(level)
+    for handler in logging.getLogger("optuna").handlers:
+        handler.addFilter(_interrupt_without_traceback)
+    for name in ("mlflow", "torch._export", "torch.export", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="The number of trials is too small")
+
+
+def _interrupt_without_traceback(record: logging.LogRecord) -> bool:
+    """Optuna logs a trial stopped by Ctrl-C/SIGTERM with a traceback; a user who pressed
+    Ctrl-C needs the one line that says which trial was stopped, not where."""
+    if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+        record.exc_info = None
+    return True
+
+
+@contextlib.contextmanager
+def held_stderr() -> Iterator[io.StringIO]:
+    """Hold what is written to ``sys.stderr`` inside the block; replay it if the block raises
+    anything but an interrupt (then the chatter may explain the failure)."""
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buffer):
+            yield buffer
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        sys.stderr.write(buffer.getvalue())
+        raise
