@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -19,7 +20,9 @@ import optuna
 
 
 def quiet_libraries(quiet: bool = False) -> None:
-    """Optuna at WARNING (ERROR with ``--quiet``), MLflow, torch.export and alembic at ERROR."""
+    """Optuna at WARNING (ERROR with ``--quiet``), MLflow, torch.export and alembic at ERROR,
+    and no "View run ... at" line on stdout each time MLflow ends a run over HTTP."""
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     level = optuna.logging.ERROR if quiet else optuna.logging.WARNING
     optuna.logging.set_verbosity(level)
     for handler in logging.getLogger("optuna").handlers:

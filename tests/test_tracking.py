@@ -131,7 +131,8 @@ def test_pruned_trial_run_has_tag_and_its_epochs(server, tmp_path):
     for params in [GOOD] * 5 + [BAD]:
         study.enqueue_trial(params)
     args = ["--trials", "6", "--study", "pruning", "--storage", storage, "--pruner", "median",
-            "--epochs", "3", "--train-size", "2000", "--quiet",
+            "--epochs", "3", "--train-size", "2000", "--step-images", "2000", "--quiet",
+            "--final-epochs", "0",
             "--tracking-uri", server]  # fmt: skip
     done = cli(args, tmp_path)
     assert done.returncode == 0, done.stderr
@@ -214,8 +215,9 @@ for i in range(0, 256, 64):  # a few fine-tuning steps
     optimizer.zero_grad()
     F.cross_entropy(model(images[i : i + 64]), labels[i : i + 64]).backward()
     optimizer.step()
+roots = tuple(sys.argv[1] + f"/{package}/" for package in ("models", "data", "search"))
 ours = sorted(name for name, m in list(sys.modules.items())
-              if (getattr(m, "__file__", None) or "").startswith(sys.argv[1]))
+              if (getattr(m, "__file__", None) or "").startswith(roots))
 print(json.dumps({"accuracy": accuracy, "type": type(model).__module__, "ours": ours,
                   "user_packages": sorted(n for n in ("models", "data", "search")
                                           if n in sys.modules)}))
