@@ -11,6 +11,7 @@ recompresses the archives (Debian's ``.gz`` files differ byte-wise from Zalando'
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import math
@@ -139,7 +140,22 @@ def _parse_idx(path: Path, name: str, blob: bytes) -> torch.Tensor:
 
 
 def read_raw(directory: Path) -> RawFashionMNIST:
-    """Read and verify the four files of ``directory`` (sizes, IDX headers, MD5, label range)."""
+    """Read and verify the four files of ``directory`` (sizes, IDX headers, MD5, label range),
+    once per process: gunzip and MD5 of 55 MB take seconds, and a process that runs several
+    studies (tests, notebooks) asks again. A file whose size or modification time changed is
+    read again. The tensors are shared: callers index them (a copy), never write to them."""
+    stamp = []
+    for name in FILES:
+        path = _file_in(directory, name)
+        if path is None:
+            raise DataError(f"{directory / name}[.gz] is missing; {INSTALL_HINT}")
+        info = path.stat()
+        stamp.append((str(path.resolve()), info.st_size, info.st_mtime_ns))
+    return _read_verified(Path(directory), tuple(stamp))
+
+
+@functools.lru_cache(maxsize=2)
+def _read_verified(directory: Path, stamp: tuple) -> RawFashionMNIST:
     tensors = {}
     for name in FILES:
         path = _file_in(directory, name)

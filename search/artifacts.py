@@ -26,14 +26,21 @@ def open_store(directory: Path) -> FileSystemArtifactStore:
 
 
 def pictures(
-    model: torch.nn.Module, split: tuple, mean: float, std: float, name: str, out: Path
+    model: torch.nn.Module | torch.Tensor,
+    split: tuple,
+    mean: float,
+    std: float,
+    name: str,
+    out: Path,
 ) -> tuple[list[Path], torch.Tensor]:
     """Confusion matrix and sample predictions of ``model`` on ``split`` (normalized images),
-    named after ``name`` (test, validation), written to ``out``; also returns the counts."""
+    named after ``name`` (test, validation), written to ``out``; also returns the counts.
+    ``model`` may be the predictions themselves, when they are at hand."""
     from search.figures import confusion, confusion_png, samples_png  # matplotlib: only here
 
     images, labels = split
-    predicted = predict(model, images).cpu()
+    predicted = model if isinstance(model, torch.Tensor) else predict(model, images)
+    predicted = predicted.cpu()
     matrix = confusion(labels, predicted)
     raw = images[:SAMPLES].cpu() * std + mean  # back to [0, 1] for display
     paths = [confusion_png(matrix, out, name),
@@ -46,8 +53,10 @@ def upload(store, target: optuna.Study | optuna.Trial, paths: list[Path]) -> Non
         upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=target)
 
 
-def upload_trial_pictures(store, trial: optuna.Trial, model, splits) -> None:
-    """The running trial's validation pictures (the test set is for the final model only)."""
+def upload_trial_pictures(store, trial: optuna.Trial, predicted: torch.Tensor, splits) -> None:
+    """The running trial's validation pictures from its last step's predictions (the test set
+    is for the final model only)."""
     with tempfile.TemporaryDirectory() as tmp:
-        paths, _ = pictures(model, splits.val, splits.mean, splits.std, "validation", Path(tmp))
+        paths, _ = pictures(predicted, splits.val, splits.mean, splits.std, "validation",
+                            Path(tmp))  # fmt: skip
         upload(store, trial, paths)

@@ -10,12 +10,19 @@ import argparse
 import os
 from pathlib import Path
 
+from data.splits import VAL_SIZE
 from search.budget import parse_duration
 from search.device import DEVICES
+from search.names import EXPERIMENT_MAX, STUDY_MAX, check_model_name, check_name
 from search.samplers import PRUNERS, SAMPLERS
 from search.storage import HEARTBEAT_INTERVAL
+from search.workers import STORAGE_ENV
 
 DEFAULT_STUDY = "fashion-mnist"
+LABELLED = 60_000  # Fashion-MNIST's training file: split into train and validation
+MIN_VAL = 10  # one image per class, at the very least
+MAX_SEED = 2**31 - 1  # numpy seeds must stay below 2**32 after adding trial numbers
+POLL_SECONDS = 2.0  # a waiting worker looks at the study again this often; a read, no more
 # One epoch per trial: on 2 CPU cores 50 pruned trials then take ~5 minutes, and a
 # configuration's one-epoch rank predicts its rank after the longer final fit (Measured).
 EPOCHS = 1
@@ -137,9 +144,9 @@ def build_parser(doc: str) -> Parser:
     )
     g.add_argument(
         "--storage",
-        default="sqlite:///optuna.db",
+        default=os.environ.get(STORAGE_ENV, "sqlite:///optuna.db"),
         help="Optuna storage URL: sqlite:///F, postgresql://..., mysql+pymysql://..., "
-        "journal:F (default: sqlite:///optuna.db)",
+        f"journal:F (default: ${STORAGE_ENV} or sqlite:///optuna.db)",
     )
     g.add_argument(
         "--sampler",
@@ -177,7 +184,13 @@ def build_parser(doc: str) -> Parser:
         "--train-size",
         type=positive_int,
         default=None,
-        help="train on a stratified subset of N images (default: all 50,000)",
+        help="train on a stratified subset of N images (default: all 60,000 minus --val-size)",
+    )
+    d.add_argument(
+        "--val-size",
+        type=positive_int,
+        default=VAL_SIZE,
+        help=f"validation images split off the 60,000 (default: {VAL_SIZE:,}, the tutorials')",
     )
     t = p.add_argument_group("tracking")
     t.add_argument(
@@ -220,6 +233,8 @@ def build_parser(doc: str) -> Parser:
     )
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     add("--heartbeat", type=positive_int, default=HEARTBEAT_INTERVAL, help=argparse.SUPPRESS)
+    # How often a waiting worker or the --workers supervisor looks again; tests shorten it.
+    add("--poll-seconds", type=positive_float, default=POLL_SECONDS, help=argparse.SUPPRESS)
     return p
 
 
@@ -241,4 +256,36 @@ def parse_args(argv: list[str] | None, doc: str) -> argparse.Namespace:
         args.threads = max(1, (os.cpu_count() or 1) // args.workers)
     if args.study is None:
         args.study = f"{DEFAULT_STUDY}-grid-{Path(args.grid).stem}" if args.grid else DEFAULT_STUDY
+    check_ranges(args)
+    check_names(args)
     return args
+
+
+def check_ranges(args: argparse.Namespace) -> None:
+    """Flags whose limits depend on each other or on the dataset's size (known without reading
+    it: 60,000 labelled images)."""
+    if not MIN_VAL <= args.val_size <= LABELLED - MIN_VAL:
+        raise UsageError(
+            f"--val-size must be in {MIN_VAL}..{LABELLED - MIN_VAL:,}, got {args.val_size}"
+        )
+    room = LABELLED - args.val_size
+    if args.train_size is not None and args.train_size > room:
+        raise UsageError(
+            f"--train-size must be at most {room:,} (60,000 labelled images minus --val-size "
+            f"{args.val_size:,}), got {args.train_size}"
+        )
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f"--seed must be in 0..{MAX_SEED}, got {args.seed}")
+
+
+def check_names(args: argparse.Namespace) -> None:
+    """Names are checked before anything is written; awkward ones are fine (see names.py)."""
+    problems = [check_name("--study", args.study, STUDY_MAX)]
+    if not args.no_mlflow:
+        experiment = args.experiment if args.experiment is not None else args.study
+        flag = "--experiment" if args.experiment is not None else "--experiment (the study name)"
+        problems += [check_name(flag, experiment, EXPERIMENT_MAX),
+                     check_model_name(args.registered_model)]  # fmt: skip
+    for problem in problems:
+        if problem:
+            raise UsageError(problem)

@@ -61,15 +61,22 @@ def samples_png(
     out: Path,
     split: str = "test",
 ) -> Path:
-    """The first 32 images of a split with predicted / true labels (red when wrong)."""
-    fig, axes = plt.subplots(4, 8, figsize=(12, 7))
-    for i, ax in enumerate(axes.flat):
-        ax.imshow(images[i, 0].cpu(), cmap="gray")
-        ok = predicted[i] == labels[i]
-        ax.set_title(f"{CLASSES[predicted[i]]}\n({CLASSES[labels[i]]})", fontsize=7,
-                     color="black" if ok else "red")  # fmt: skip
-        ax.axis("off")
-    fig.suptitle("predicted (true)")
+    """The first 32 images of a split with predicted / true labels (red when wrong), drawn as
+    one mosaic in one axes: 32 axes take a second to lay out, one takes a tenth."""
+    rows, cols, cell = 4, 8, 40  # a 28-pixel image and room for two lines of label below it
+    mosaic = torch.ones(rows * cell, cols * cell)
+    for i in range(rows * cols):
+        r, c = divmod(i, cols)
+        mosaic[r * cell : r * cell + 28, c * cell + 6 : c * cell + 34] = images[i, 0].cpu()
+    fig, ax = plt.subplots(figsize=(12, 7))
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1)
+    for i in range(rows * cols):
+        r, c = divmod(i, cols)
+        ok = bool(predicted[i] == labels[i])
+        ax.text(c * cell + 20, r * cell + 29, f"{CLASSES[predicted[i]]}\n({CLASSES[labels[i]]})",
+                ha="center", va="top", fontsize=7, color="black" if ok else "red")  # fmt: skip
+    ax.axis("off")
+    ax.set_title("predicted (true)")
     fig.tight_layout()
     path = out / f"{split}_samples.png"
     fig.savefig(path, dpi=100)

@@ -16,13 +16,14 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from models import SEED_NETWORKS
 from search.space import ARCHS, spec_from_params
 from search.train import OPTIMIZERS, SCHEDULES
+
+if TYPE_CHECKING:  # pandas takes half a second to import: only where a table is built
+    import pandas as pd
 
 GRID_DEFAULTS: dict[str, Any] = {
     "lr": 0.01,  # RunManager's loop: Adam at 0.01
@@ -139,5 +140,7 @@ def run_table(rows: list[dict[str, Any]], grid_keys: list[str]) -> pd.DataFrame:
     """RunManager's columns: run, epoch, loss, accuracy, epoch duration, run duration, then every
     grid parameter; ``rows`` hold those fields already (see ``search.report``)."""
     columns = ["run", "epoch", "loss", "accuracy", "epoch duration", "run duration", *grid_keys]
+    import pandas as pd
+
     frame = pd.DataFrame(rows, columns=columns)
     return frame.sort_values("accuracy", ascending=False, kind="stable").reset_index(drop=True)

@@ -153,18 +153,18 @@ class Objective:
                 trial.set_user_attr("stopped", "budget: it could not finish in the time left")
             raise optuna.TrialPruned(f"pruned after step {result.last.step}")
         value = result.last.val_accuracy
-        self._keep_if_best(trial, value, spec, model, splits)
+        self._keep_if_best(trial, value, spec, model, splits, result.val_predictions)
         del model
         release_memory(splits.device)
         return value
 
-    def _keep_if_best(self, trial: optuna.Trial, value: float, spec: TrialSpec, model, splits):
+    def _keep_if_best(self, trial, value: float, spec: TrialSpec, model, splits, predicted):
         """Weights in memory when best in this process; when best in the study, also its
         checkpoint in MLflow and its pictures as Optuna artifacts (while it still runs)."""
         beats_process = self.best is None or value > self.best.value
         beats_study = _beats_study(trial, value)
         if beats_study and self.artifacts is not None:
-            upload_trial_pictures(self.artifacts, trial, model, splits)
+            upload_trial_pictures(self.artifacts, trial, predicted, splits)
         if not (beats_process or (beats_study and self.tracker is not None)):
             return
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

@@ -23,6 +23,8 @@ def quiet_libraries(quiet: bool = False) -> None:
     """Optuna at WARNING (ERROR with ``--quiet``), MLflow, torch.export and alembic at ERROR,
     and no "View run ... at" line on stdout each time MLflow ends a run over HTTP."""
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    # MLflow sets its own loggers' level when it is imported (lazily, later): tell it by name.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
     level = optuna.logging.ERROR if quiet else optuna.logging.WARNING
     optuna.logging.set_verbosity(level)
     for handler in logging.getLogger("optuna").handlers:

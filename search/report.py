@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
-import pandas as pd
 from optuna.trial import TrialState
 
 from search.grid import run_table
+
+if TYPE_CHECKING:  # pandas takes half a second to import: only where a table is built
+    import pandas as pd
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:

@@ -34,65 +34,76 @@ from data import DataError, load_splits
 from models import build_model
 from models.export import standalone
 from search.artifacts import open_store, pictures, upload
-from search.budget import Budget, final_epochs_that_fit, process_start
+from search.budget import (
+    END_SECONDS,
+    END_SECONDS_UNTRACKED,
+    Budget,
+    final_epochs_that_fit,
+    process_start,
+)
 from search.cli import UsageError, parse_args
 from search.device import DeviceError, describe, resolve_device
-from search.figures import optuna_html, per_class_json
 from search.final import final_fit
 from search.grid import GridError, load_grid
+from search.names import file_stem
 from search.objective import Objective
 from search.progress import Progress
 from search.quiet import held_stderr, quiet_libraries
 from search.report import Summary, grid_rows, save_table, state_counts, trials_table
 from search.samplers import make_pruner, make_sampler
 from search.space import WARM_START, spec_from_params
-from search.storage import (
-    StorageError,
-    claim_lock,
-    mask_url,
-    open_storage,
-    results_dir,
-)
+from search.storage import StorageError, check_storage, claim_lock, open_storage, results_dir
 from search.study import StudyPlan, finished_count, run_trials
-from search.tracking import Tracker, TrackingError, check_reachable
-from search.train import evaluate, train
-from search.workers import supervise
+from search.train import evaluate_and_predict, train
+from search.urls import TrackingError, check_tracking_uri, mask_url, scrub
+from search.workers import STORAGE_ENV, supervise
 
 
 def prepare(args: argparse.Namespace):
-    """Everything that can fail on bad input, before anything is written."""
+    """Everything that can fail on bad input, before anything is written (the flags' own
+    checks ran in the parser): the grid, the device, the tracking URI and the storage (checked,
+    not created), then the data (read only)."""
     grid = load_grid(args.grid) if args.grid else None
     device = resolve_device(args.device)
-    splits = load_splits(args.data_dir, device=device, train_size=args.train_size, seed=args.seed)
     if not args.no_mlflow:
-        check_reachable(args.tracking_uri or mlflow_default_uri())
-    storage = open_storage(args.storage, heartbeat_interval=args.heartbeat)
-    return grid, device, splits, storage
+        check_tracking_uri(args.tracking_uri or mlflow_default_uri())
+    check_storage(args.storage)
+    splits = load_splits(
+        args.data_dir, device=device, train_size=args.train_size, seed=args.seed,
+        val_size=args.val_size,
+    )  # fmt: skip
+    return grid, device, splits
 
 
 def mlflow_default_uri() -> str:
-    import mlflow
+    import mlflow  # only when tracking: it takes a second to import
 
     return mlflow.get_tracking_uri()
 
 
-def make_tracker(args: argparse.Namespace, device: torch.device) -> Tracker | None:
+def make_tracker(args: argparse.Namespace, device: torch.device):
     if args.no_mlflow:
         return None
+    from search.tracking import Tracker  # MLflow: imported only when tracking
+
+    uri = args.tracking_uri
     try:
-        tracker = Tracker(args.tracking_uri, args.experiment or args.study, args.registered_model)
+        tracker = Tracker(uri, args.experiment or args.study, args.registered_model)
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types; one line for the user
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise TrackingError(f"--tracking-uri {args.tracking_uri or 'default'}: {first}") from None
+        raise TrackingError(
+            f"--tracking-uri {mask_url(uri or 'default')}: {scrub(first, uri)}"
+        ) from None
     tags = {"storage": mask_url(args.storage), "sampler": args.sampler, "pruner": args.pruner,
             "seed": str(args.seed), "torch_version": torch.__version__,
             "device": describe(device)}  # fmt: skip
-    hidden = ("heartbeat", "worker", "parent_run_id", "deadline")
+    hidden = ("heartbeat", "worker", "parent_run_id", "deadline", "poll_seconds")
     params = {k: v for k, v in vars(args).items() if v is not None and k not in hidden}
+    params.update(storage=mask_url(args.storage), tracking_uri=mask_url(tracker.uri))
     if args.parent_run_id:  # a --workers child: log under the supervisor's parent run
         tracker.parent_id = args.parent_run_id
     else:
-        tracker.start_parent(args.study, tags, {**params, "storage": mask_url(args.storage)})
+        tracker.start_parent(args.study, tags, params)
     return tracker
 
 
@@ -146,7 +157,8 @@ def champion_model(study, objective, splits, args, summary: Summary, budget: Bud
     if epochs and budget.seconds is not None:
         seconds, images = (best.user_attrs.get(k, 0) for k in ("train_seconds", "train_images"))
         per_epoch = seconds / max(1, images) * (len(splits.train[1]) + len(splits.val[1]))
-        epochs = final_epochs_that_fit(per_epoch, epochs, budget.left())
+        end = END_SECONDS_UNTRACKED if args.no_mlflow else END_SECONDS
+        epochs = final_epochs_that_fit(per_epoch, epochs, budget.left(), end)
     if not epochs:
         model, summary.model_note = final_model(study, objective, splits, args)
         if args.final_epochs:
@@ -197,10 +209,11 @@ def finish(study, objective, splits, args, summary: Summary, lock, budget, progr
     """Evaluate the winner on the test set, save tables, log results and the champion."""
     summary.counts = state_counts(study)
     out = results_dir(args.storage)
-    summary.files += save_table(trials_table(study), out / f"{args.study}-trials")
+    stem = file_stem(args.study)  # a study name may hold anything; files may not
+    summary.files += save_table(trials_table(study), out / f"{stem}-trials")
     if args.grid:
         table = grid_rows(study, load_grid(args.grid))
-        summary.files += save_table(table, out / f"{args.study}-runs")
+        summary.files += save_table(table, out / f"{stem}-runs")
         if not args.quiet and not table.empty:
             print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     tracker = objective.tracker
@@ -219,12 +232,16 @@ def finish(study, objective, splits, args, summary: Summary, lock, budget, progr
                               "by an earlier run: no new final fit)")  # fmt: skip
     else:
         model = champion_model(study, objective, splits, args, summary, budget, progress)
-    _, summary.test_accuracy = evaluate(model, *splits.test)
+    _, summary.test_accuracy, predicted = evaluate_and_predict(model, *splits.test)
     study.set_user_attr("test_accuracy", {"trial": best.number, "value": summary.test_accuracy})
     with tempfile.TemporaryDirectory() as tmp:
-        shown, matrix = pictures(model, splits.test, splits.mean, splits.std, "test", Path(tmp))
+        shown, matrix = pictures(
+            predicted, splits.test, splits.mean, splits.std, "test", Path(tmp)
+        )
         upload(objective.artifacts, study, shown)  # the champion's, on the study's page
         if tracker is not None:
+            from search.figures import optuna_html, per_class_json  # plotly, matplotlib
+
             html, _ = optuna_html(study, Path(tmp))
             files = [*summary.files, *shown, per_class_json(matrix, Path(tmp)), html]
             metrics = {"test_accuracy": summary.test_accuracy, "best_val_accuracy": best.value}
@@ -251,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     try:
         args = parse_args(argv, __doc__)
-        grid, device, splits, storage = prepare(args)
+        grid, device, splits = prepare(args)
+        storage = open_storage(args.storage, heartbeat_interval=args.heartbeat)
         tracker = make_tracker(args, device)
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
@@ -306,7 +324,11 @@ def run_study(study, objective, progress, plan, lock, args, argv, device) -> str
             parent = tracker.parent_id if tracker else None
             argv = sys.argv[1:] if argv is None else argv
             deadline = time.time() + plan.budget.left() if args.budget else None
-            return supervise(argv, args.workers, args.threads, device, parent, tick, deadline)
+            urls = {STORAGE_ENV: args.storage}
+            if tracker is not None:
+                urls["MLFLOW_TRACKING_URI"] = tracker.uri
+            return supervise(argv, args.workers, args.threads, device, parent, tick, urls,
+                             deadline, args.poll_seconds)  # fmt: skip
         after = lambda s: after_trial(s, objective, progress, plan)  # noqa: E731
         return run_trials(study, objective, plan, lock, after)
     except KeyboardInterrupt:
@@ -328,10 +350,16 @@ def make_budget(args: argparse.Namespace, started: float) -> Budget:
 
 def make_plan(args: argparse.Namespace, grid, splits, budget: Budget) -> StudyPlan:
     train_images = len(splits.train[1])
-    final_images = args.final_epochs * (train_images + len(splits.val[1]))
-    return StudyPlan(target=args.trials, grid=grid, timeout=args.timeout, budget=budget,
-                     trial_images=args.epochs * train_images,
-                     final_images=final_images)  # fmt: skip
+    return StudyPlan(
+        target=args.trials,
+        grid=grid,
+        timeout=args.timeout,
+        budget=budget,
+        trial_images=args.epochs * train_images,
+        final_images=args.final_epochs * (train_images + len(splits.val[1])),
+        poll_seconds=args.poll_seconds,
+        end_seconds=END_SECONDS_UNTRACKED if args.no_mlflow else END_SECONDS,
+    )
 
 
 def ended_by(stopped: str, args: argparse.Namespace) -> str:
@@ -368,10 +396,10 @@ def after_trial(study: optuna.Study, objective: Objective, progress: Progress, p
         objective.tracker.end_orphans(study)
 
 
-def tracking_line(args: argparse.Namespace, tracker: Tracker | None, champion: str) -> str:
+def tracking_line(args: argparse.Namespace, tracker, champion: str) -> str:
     if tracker is None:
         return "MLflow: off (--no-mlflow): nothing was tracked"
-    uri = tracker.uri
+    uri = mask_url(tracker.uri)
     ui = (f"open it: mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
           if not uri.startswith("http") else f"open it: {uri}")  # fmt: skip
     return f"MLflow: experiment {args.experiment or args.study!r} at {uri}    {ui}\n{champion}"

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import re
+import os
+import sqlite3
 import warnings
 from pathlib import Path
 
@@ -25,22 +26,15 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+from search.names import file_stem
+from search.urls import check_password_form, mask_url, scrub
+
 HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats; a write per 10 s is free
 GRACE_FACTOR = 3  # a trial is stale after 3 missed beats: tolerant of a busy CPU
 
 
 class StorageError(ValueError):
     """The storage URL cannot be used; the message is one line with the password masked."""
-
-
-def mask_url(url: str) -> str:
-    """``scheme://user:secret@host/db`` -> ``scheme://user:***@host/db``."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
-
-
-def _secret(url: str) -> str | None:
-    m = re.search(r"://[^:/@]*:([^@/]*)@", url)
-    return m.group(1) if m and m.group(1) else None
 
 
 def is_journal(url: str) -> bool:
@@ -61,6 +55,68 @@ def results_dir(url: str) -> Path:
     """Where the trials table is saved: beside a file-based study, else the working dir."""
     path = journal_path(url) if is_journal(url) else sqlite_path(url)
     return path.parent if path is not None else Path.cwd()
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_storage(url: str) -> None:
+    """Everything about ``url`` that can be known without writing anything: the form, the
+    directory, a file that is read-only or not a database, a server that does not answer.
+    Raises ``StorageError`` (one line, password masked)."""
+    try:
+        if is_journal(url):
+            _check_file(journal_path(url), sqlite=False)
+        elif "://" not in url:
+            raise ValueError("not a storage URL (sqlite:///FILE, postgresql://..., journal:FILE)")
+        elif (path := sqlite_path(url)) is not None:
+            _check_file(path, sqlite=True)
+        elif not url.startswith("sqlite:"):
+            check_password_form(url)
+            _check_server(url)
+    except Exception as exc:  # noqa: BLE001 - drivers raise anything; the user gets one line
+        raise StorageError(
+            f"--storage {mask_url(url)}: cannot open: {_first_line(exc, url)}"
+        ) from None
+
+
+def _check_file(path: Path, sqlite: bool) -> None:
+    if not path.resolve().parent.is_dir():
+        raise OSError(f"directory {path.parent} does not exist")
+    if not path.exists():
+        if not os.access(path.resolve().parent, os.W_OK):
+            raise OSError(f"directory {path.parent} is not writable")
+        return
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise OSError(f"{path} is read-only (a study writes to its storage)")
+    if sqlite:
+        _check_sqlite(path)
+
+
+def _check_sqlite(path: Path) -> None:
+    """A file that is not an SQLite database, or whose pages are damaged, is refused here
+    rather than by a traceback from inside Optuna."""
+    with open(path, "rb") as f:
+        header = f.read(len(SQLITE_HEADER))
+    if header and header != SQLITE_HEADER:
+        raise OSError(f"{path} is not an SQLite database")
+    if not header:  # an empty file: SQLite makes a database of it
+        return
+    with sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True) as conn:
+        verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
+    if verdict != "ok":
+        raise OSError(f"{path} is damaged (SQLite quick_check: {verdict})")
+
+
+def _check_server(url: str) -> None:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
 
 
 def open_storage(
@@ -123,10 +179,7 @@ def _rdb_storage(url: str, sqlite: bool, heartbeat_interval: int) -> RDBStorage:
 
 def _first_line(exc: BaseException, url: str) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    secret = _secret(url)
-    line = line.replace(secret, "***") if secret else line
-    return mask_url(line)
+    return scrub(text[0] if text else type(exc).__name__, url)
 
 
 class _FileLock:
@@ -199,4 +252,4 @@ def claim_lock(storage: optuna.storages.BaseStorage, url: str, study_name: str) 
     path = journal_path(url) if is_journal(url) else sqlite_path(url)
     if path is None:  # in-memory SQLite: one process by construction
         path = Path(f"/tmp/{hashlib.sha1(key.encode()).hexdigest()}.lock")
-    return ClaimLock(_FileLock(path.with_name(path.name + f".{study_name}.lock")))
+    return ClaimLock(_FileLock(path.with_name(f"{path.name}.{file_stem(study_name)}.lock")))

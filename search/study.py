@@ -38,6 +38,7 @@ class StudyPlan:
     budget: Budget = field(default_factory=lambda: Budget(None))
     trial_images: int = 0  # training images in one whole trial
     final_images: int = 0  # training images in the final fit (0: none)
+    end_seconds: float = END_SECONDS  # kept for the end of the run (see search.budget)
 
 
 def budget_allows_trial(study: optuna.Study, plan: StudyPlan) -> bool:
@@ -45,9 +46,9 @@ def budget_allows_trial(study: optuna.Study, plan: StudyPlan) -> bool:
     Before any trial has completed nothing is known, and the first one may start."""
     rate = slowest_rate(study)
     if rate is None:
-        plan.budget.reserve = END_SECONDS
+        plan.budget.reserve = plan.end_seconds
         return plan.budget.allows(0.0)
-    plan.budget.reserve = rate * plan.final_images * MARGIN + END_SECONDS
+    plan.budget.reserve = rate * plan.final_images * MARGIN + plan.end_seconds
     return plan.budget.allows(rate * plan.trial_images * MARGIN)
 
 

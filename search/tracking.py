@@ -28,7 +28,6 @@ import json
 import subprocess
 import tempfile
 import time
-import urllib.request
 from dataclasses import asdict
 from pathlib import Path
 
@@ -49,25 +48,6 @@ ALIAS = "champion"
 STEP_METRICS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
                 "step_seconds")  # fmt: skip
 FINAL_METRICS = ("epoch", "train_loss", "train_accuracy", "step_seconds")
-
-
-class TrackingError(Exception):
-    """The tracking server cannot be used; one line for the user."""
-
-
-def check_reachable(uri: str) -> None:
-    """Fail fast, before any training, when an HTTP tracking server does not answer."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
-            response.read()
-    except OSError as exc:
-        reason = getattr(exc, "reason", exc)
-        raise TrackingError(
-            f"--tracking-uri {uri}: MLflow server not reachable ({reason}); "
-            "start one with `mlflow server --host 127.0.0.1` or pass --no-mlflow"
-        ) from None
 
 
 def git_commit() -> str:

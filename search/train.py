@@ -92,6 +92,7 @@ class StepMetrics:
 class TrainResult:
     history: list[StepMetrics] = field(default_factory=list)
     stopped_early: bool = False  # the callback asked to stop
+    val_predictions: torch.Tensor | None = None  # on the whole ``val`` split, after the last step
 
     @property
     def last(self) -> StepMetrics:
@@ -130,15 +131,25 @@ def lr_factor(schedule: str, progress: float) -> float:
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on one split, in eval mode."""
+    loss, accuracy, _ = evaluate_and_predict(model, images, labels)
+    return loss, accuracy
+
+
+def evaluate_and_predict(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor
+) -> tuple[float, float, torch.Tensor]:
+    """``evaluate`` plus every image's predicted class (for pictures, at no extra pass)."""
     model.eval()
     loss_sum = torch.zeros((), device=images.device)
-    correct = torch.zeros((), device=images.device, dtype=torch.long)
+    predicted = []
     with torch.inference_mode():
         for x, y in Batches(images, labels, EVAL_BATCH, shuffle=False):
             logits = model(x.contiguous(memory_format=torch.channels_last))
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
-            correct += (logits.argmax(1) == y).sum()
-    return float(loss_sum) / len(labels), int(correct) / len(labels)
+            predicted.append(logits.argmax(1))
+    predicted = torch.cat(predicted)
+    correct = int((predicted == labels).sum())
+    return float(loss_sum) / len(labels), correct / len(labels), predicted
 
 
 def predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -205,7 +216,10 @@ def train(
                 raise Diverged(step, train_loss)
             last = step == len(ends)
             split = val if last or probe is None else probe
-            val_loss, val_acc = evaluate(model, *split) if split else (math.nan, math.nan)
+            val_loss, val_acc = math.nan, math.nan
+            if split is not None:
+                val_loss, val_acc, predicted = evaluate_and_predict(model, *split)
+                result.val_predictions = predicted if last else None
             metrics = StepMetrics(step, done / len(batches), train_loss, int(correct) / seen,
                                   val_loss, val_acc, time.perf_counter() - start)  # fmt: skip
             result.history.append(metrics)

@@ -1,4 +1,5 @@
-"""Storage and tracking URLs in anything a person or a file can see: passwords masked.
+"""The URLs a user gives (``--storage``, ``--tracking-uri``): passwords masked wherever they
+are shown, and the tracking URI checked before anything is written.
 
 ``mask_url`` is the one masking function: every place that prints, logs or records a
 ``--storage`` or ``--tracking-uri`` (stderr, the summary, MLflow tags and params, tables,
@@ -11,11 +12,19 @@ echo it (as typed, percent-decoded, percent-encoded), from a message we did not 
 
 from __future__ import annotations
 
+import base64
+import os
 import urllib.parse
+import urllib.request
 
 from sqlalchemy.engine import make_url
 
 MASK = "***"
+TRACKING_FORMS = "http://HOST:PORT, sqlite:///FILE, postgresql://..., mysql+pymysql://..."
+
+
+class TrackingError(Exception):
+    """The tracking URI cannot be used; one line for the user, password masked."""
 
 
 def _split(url: str) -> tuple[str, str, str] | None:
@@ -42,13 +51,34 @@ def mask_url(url: str) -> str:
         return f"{scheme}://{user}:{MASK}@{rest}"
 
 
+# Characters a password cannot hold raw without changing where the URL's host begins: '@' in
+# any URL; '/', '?' and '#' too in an HTTP URL (they end the host part there).
+RESERVED = {"sql": "@", "http": "@/?#"}
+
+
+def check_password_form(url: str) -> None:
+    """A password holding a reserved character makes the host ambiguous (a driver would then
+    connect to, and echo, a piece of the password as a host name): ask for the encoded form."""
+    parts = _split(url)
+    if parts is None:
+        return
+    password = parts[1].split(":", 1)[1]
+    reserved = RESERVED["http" if parts[0] in ("http", "https") else "sql"]
+    for char in reserved:
+        if char in password:
+            code = urllib.parse.quote(char, safe="")
+            raise ValueError(f"the password holds {char!r}: write it as {code} (URL encoding)")
+
+
 def secrets(url: str | None) -> list[str]:
     """The password of ``url`` in every spelling it may be echoed in (longest first)."""
     parts = _split(url or "")
     if parts is None:
         return []
     password = parts[1].split(":", 1)[1]
-    spellings = {password, urllib.parse.unquote(password), urllib.parse.quote(password, safe="")}
+    plain = urllib.parse.unquote(password)
+    spellings = {password, plain, urllib.parse.quote(password, safe=""),
+                 urllib.parse.quote(plain, safe="")}  # fmt: skip
     return sorted((s for s in spellings if s), key=len, reverse=True)
 
 
@@ -60,3 +90,59 @@ def scrub(text: str, *urls: str | None) -> str:
             for secret in secrets(url):
                 text = text.replace(secret, MASK)
     return text
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Raise ``TrackingError`` unless ``uri`` is a tracking store MLflow 3 accepts and can
+    reach, without creating anything: a server answers /health, a database connects, an
+    SQLite file's directory exists (and a file there is an SQLite database)."""
+    scheme = uri.partition("://")[0].split("+")[0] if "://" in uri else ""
+    try:
+        check_password_form(uri)
+        if scheme in ("http", "https"):
+            _check_reachable(uri)
+        elif scheme == "sqlite":
+            from search.storage import _check_file, sqlite_path  # the same checks as --storage
+
+            path = sqlite_path(uri)
+            if path is not None:
+                _check_file(path, sqlite=True)
+        elif scheme in ("postgresql", "mysql", "mssql"):
+            from search.storage import _check_server
+
+            _check_server(uri)
+        elif scheme.startswith("databricks") or uri.startswith("databricks"):
+            return
+        elif scheme in ("", "file"):
+            if os.environ.get("MLFLOW_ALLOW_FILE_STORE") != "true":
+                raise ValueError(
+                    f"not a tracking URI (MLflow 3 refuses plain directories); use "
+                    f"{TRACKING_FORMS}, or --no-mlflow"
+                )
+        else:
+            raise ValueError(f"unknown scheme {scheme!r}; use {TRACKING_FORMS}")
+    except TrackingError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - drivers raise anything; the user gets one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise TrackingError(f"--tracking-uri {mask_url(uri)}: {scrub(first, uri)}") from None
+
+
+def _check_reachable(uri: str) -> None:
+    """Fail fast, before any training, when an HTTP tracking server does not answer."""
+    parts = urllib.parse.urlsplit(uri)
+    request = urllib.request.Request(parts._replace(netloc=parts.netloc.rpartition("@")[2],
+                                                    path=parts.path.rstrip("/") + "/health",
+                                                    query="", fragment="").geturl())  # fmt: skip
+    if parts.username:  # credentials travel as a header, never in the URL
+        token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            response.read()
+    except OSError as exc:
+        reason = scrub(str(getattr(exc, "reason", exc)), uri)
+        raise TrackingError(
+            f"--tracking-uri {mask_url(uri)}: MLflow server not reachable ({reason}); "
+            "start one with `mlflow server --host 127.0.0.1` or pass --no-mlflow"
+        ) from None

@@ -19,20 +19,25 @@ from collections.abc import Callable
 
 import torch
 
+PRIVATE = ("--workers", "--storage", "--tracking-uri")  # flags the workers do not get on argv
+STORAGE_ENV = "FASHION_SEARCH_STORAGE"  # --storage's default, how a worker gets its URL
+
 
 def worker_argv(
     argv: list[str], threads: int, parent_run_id: str | None, deadline: float | None = None
 ) -> list[str]:
-    """The supervisor's flags minus ``--workers``, plus the worker's own."""
+    """The supervisor's flags minus ``--workers`` and the URLs (they may hold passwords, and a
+    command line is visible to every user of the machine: ``worker_env`` carries them), plus
+    the worker's own flags."""
     out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
             continue
-        if arg == "--workers":
+        if arg in PRIVATE:
             skip = True
             continue
-        if arg.startswith("--workers=") or arg in ("--quiet",):
+        if arg.startswith(tuple(f"{flag}=" for flag in PRIVATE)) or arg == "--quiet":
             continue
         out.append(arg)
     out += ["--worker", "--quiet", "--threads", str(threads)]
@@ -43,8 +48,10 @@ def worker_argv(
     return [sys.executable, "-m", "search.run", *out]
 
 
-def worker_env(index: int, device: torch.device) -> dict[str, str]:
-    env = dict(os.environ)
+def worker_env(index: int, device: torch.device, urls: dict[str, str]) -> dict[str, str]:
+    """This environment, the URLs (``FASHION_SEARCH_STORAGE``, ``MLFLOW_TRACKING_URI``) and,
+    on a machine with several GPUs, one GPU per worker."""
+    env = {**os.environ, **urls}
     if device.type == "cuda" and torch.cuda.device_count() > 1:
         env["CUDA_VISIBLE_DEVICES"] = str(index % torch.cuda.device_count())
     return env
@@ -57,12 +64,13 @@ def supervise(
     device: torch.device,
     parent_run_id: str | None,
     on_tick: Callable[[], None],
+    urls: dict[str, str],
     deadline: float | None = None,
     tick_seconds: float = 2.0,
 ) -> str:
     """Run the workers to the end; returns 'done', 'interrupted' or 'worker failed (...)'."""
     command = worker_argv(argv, threads, parent_run_id, deadline)
-    procs = [subprocess.Popen(command, env=worker_env(i, device)) for i in range(workers)]
+    procs = [subprocess.Popen(command, env=worker_env(i, device, urls)) for i in range(workers)]
     try:
         while alive := [p for p in procs if p.poll() is None]:
             try:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from data import locate_data_dir, make_splits, read_raw
-from tests.helpers import free_port, wait_http
+from tests.helpers import cli, free_port, wait_http
 
 
 @pytest.fixture(scope="session")
@@ -30,10 +30,12 @@ def in_tmp(tmp_path, monkeypatch):
     return tmp_path
 
 
-# One epoch of 2,000 images in two steps, no warm-start trial (the article's CNN is the most
-# expensive point of the space) and no final fit: the tests that need those ask for them.
-QUICK = ["--epochs", "1", "--train-size", "2000", "--step-images", "1000", "--final-epochs", "0",
-         "--no-warm-start", "--quiet", "--no-mlflow"]  # fmt: skip
+# One epoch of 2,000 images in two steps, validated on 500, no warm-start trial (the article's
+# CNN is the most expensive point of the space), no final fit, and waiting workers look again
+# every 0.2 s: the tests that need more ask for it.
+QUICK = ["--epochs", "1", "--train-size", "2000", "--val-size", "500", "--step-images", "1000",
+         "--final-epochs", "0", "--no-warm-start", "--poll-seconds", "0.2", "--quiet",
+         "--no-mlflow"]  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +57,21 @@ def server(tmp_path_factory):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+AWKWARD = "../../escaped 'étude'"  # valid for Optuna and MLflow, unsafe as a file name
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory):
+    """One tiny study run as a user would, in a subprocess: an awkward name, the warm-start
+    trial, sub-epoch steps (2,000 images in steps of 500), a one-epoch final fit; then
+    resumed from 2 to 3 trials. Shared, read only, by the tests below."""
+    cwd = tmp_path_factory.mktemp("finished") / "a" / "b"  # room for "../.." to escape into
+    cwd.mkdir(parents=True)
+    flags = [a for a in QUICK if a != "--no-warm-start"]
+    flags += ["--study", AWKWARD, "--step-images", "500", "--final-epochs", "1"]
+    runs = [cli(["--trials", str(n), *flags], cwd) for n in (2, 3)]
+    for done in runs:
+        assert done.returncode == 0, done.stderr
+    return cwd, runs

@@ -3,116 +3,128 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from search.names import file_stem
 from search.run import main
 from search.space import WARM_START
-from tests.conftest import QUICK
-from tests.helpers import kill_mid_trial, load, start, states
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import AWKWARD, QUICK
+from tests.helpers import cli_command, kill_mid_trial, load, start, states
 
 
-def test_three_trials_then_resume_adds_two(in_tmp, capsys):
-    assert main(["--trials", "3", *QUICK]) == 0
-    study = load("sqlite:///optuna.db", "fashion-mnist")
-    finished = [t for t in study.get_trials() if t.state.name in ("COMPLETE", "PRUNED")]
-    assert len(finished) == 3
-    for t in finished:
-        assert t.intermediate_values, f"trial {t.number} reported no epoch"
+def test_help_is_the_documentation():
+    command, env = cli_command(["--help"])
+    helped = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    for flag in ("--trials", "--storage", "--sampler", "--grid", "--pruner", "--train-size",
+                 "--budget", "--final-epochs", "--step-images", "--no-warm-start"):  # fmt: skip
+        assert flag in helped.stdout
+
+
+def test_a_run_then_a_resume_add_trials_and_tables(finished):
+    cwd, (first, second) = finished
+    assert "ended by --trials 2" in first.stdout and "ended by --trials 3" in second.stdout
+    for out in (first.stdout, second.stdout):
+        assert "best trial #" in out and "test_accuracy" in out and "optuna-dashboard" in out
+    trials = load(f"sqlite:///{cwd / 'optuna.db'}", AWKWARD).get_trials()
+    assert len(trials) == 3 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+    for t in trials:
+        assert t.intermediate_values, f"trial {t.number} reported no step"
         assert {"n_parameters", "device", "step_seconds", "history"} <= t.user_attrs.keys()
-    out = capsys.readouterr().out
-    assert "best trial #" in out and "test_accuracy" in out and "optuna-dashboard" in out
-    rows = json.loads((in_tmp / "fashion-mnist-trials.json").read_text())
-    assert len(rows) == 3 and (in_tmp / "fashion-mnist-trials.csv").exists()
-
-    assert main(["--trials", "5", *QUICK]) == 0
-    study = load("sqlite:///optuna.db", "fashion-mnist")
-    assert len(study.get_trials()) == 5
-    first_params = [t.params for t in study.get_trials()[:3]]
-    assert all(t.params not in first_params for t in study.get_trials()[3:]), "resume resampled"
+    assert trials[2].params not in [t.params for t in trials[:2]], "resume resampled"
+    rows = json.loads((cwd / f"{file_stem(AWKWARD)}-trials.json").read_text())
+    assert len(rows) == 3
 
 
-def test_a_new_study_starts_with_the_article_cnn_and_reports_sub_epoch_steps(in_tmp):
-    quick = [a for a in QUICK if a != "--no-warm-start"]
-    assert main(["--trials", "2", *quick, "--step-images", "500"]) == 0
-    first, second = load("sqlite:///optuna.db", "fashion-mnist").get_trials()
+def test_a_new_study_starts_with_the_article_cnn_and_reports_sub_epoch_steps(finished):
+    cwd, _ = finished
+    trials = load(f"sqlite:///{cwd / 'optuna.db'}", AWKWARD).get_trials()
+    first = trials[0]
     assert first.params == WARM_START and first.user_attrs["warm_start"]
-    assert second.params != WARM_START
-    for trial in (first, second):
+    assert sum(t.params == WARM_START for t in trials) == 1, "a resume is not warm-started"
+    for trial in trials:
         steps = sorted(trial.intermediate_values)
         assert steps == list(range(1, len(steps) + 1)) and len(steps) <= 4  # 2,000 / 500
         epochs = [h["epoch"] for h in trial.user_attrs["history"]]
         assert epochs == pytest.approx([0.25, 0.5, 0.75, 1.0][: len(steps)], abs=0.02)
     assert len(first.intermediate_values) == 4  # the first trial is never pruned
-    assert main(["--trials", "3", *quick]) == 0  # a resumed study is not warm-started again
-    trials = load("sqlite:///optuna.db", "fashion-mnist").get_trials()
-    assert sum(t.params == WARM_START for t in trials) == 1
 
 
-def test_final_fit_trains_the_best_configuration_on_train_and_validation(in_tmp, capsys):
-    assert main(["--trials", "2", *QUICK, "--final-epochs", "1"]) == 0
-    out = capsys.readouterr().out
-    study = load("sqlite:///optuna.db", "fashion-mnist")
+def test_final_fit_trains_the_best_configuration_on_train_and_validation(finished):
+    cwd, (first, _) = finished
+    study = load(f"sqlite:///{cwd / 'optuna.db'}", AWKWARD)
     best = study.best_trial.number
-    assert f"final fit of trial #{best}: 1 epochs on train + validation" in out
+    assert f"final fit of trial #{best}: 1 epochs on train + validation" in first.stdout
     assert study.user_attrs["test_accuracy"]["trial"] == best
-    assert "ended by --trials 2" in out
 
 
-def test_subprocess_help_and_run(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    helped = subprocess.run([sys.executable, "-m", "search.run", "--help"], capture_output=True,
-                            text=True, env=env, check=True)  # fmt: skip
-    for flag in ("--trials", "--storage", "--sampler", "--grid", "--pruner", "--train-size",
-                 "--budget", "--final-epochs", "--step-images", "--no-warm-start"):  # fmt: skip
-        assert flag in helped.stdout
-    done = subprocess.run(
-        [sys.executable, "-m", "search.run", "--trials", "1", *QUICK],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "1 complete" in done.stdout
-    assert (tmp_path / "optuna.db").exists()
+def test_awkward_study_names_work_and_write_only_here(finished):
+    cwd, _ = finished
+    assert load(f"sqlite:///{cwd / 'optuna.db'}", AWKWARD).study_name == AWKWARD
+    written = {p.name for p in cwd.iterdir()}
+    assert f"{file_stem(AWKWARD)}-trials.csv" in written and "/" not in file_stem(AWKWARD)
+    assert not list(cwd.parent.parent.glob("escaped*")), "a file escaped the directory"
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--trials", "0"], "--trials: must be a positive integer, got '0'"),
-        (["--trials", "-3"], "--trials: must be a positive integer"),
-        (["--sampler", "anneal"], "--sampler: invalid choice: 'anneal'"),
-        (["--pruner", "wizard"], "--pruner: invalid choice: 'wizard'"),
-        (["--sampler", "grid"], "--sampler grid needs --grid FILE"),
-        (["--grid", "missing.json"], "--grid missing.json: cannot be read"),
-        (["--grid", "bad.json"], "--grid bad.json: not valid json"),
-        (["--device", "tpu"], "--device must be one of auto, cpu, cuda, mps, got 'tpu'"),
-        (["--storage", "postgresql://u:pw@127.0.0.1:1/x"], "--storage postgresql://u:***@"),
-        (["--storage", "nonsense"], "--storage nonsense: cannot open"),
-        (["--data-dir", "damaged"], "damaged/train-images-idx3-ubyte.gz: cannot be read"),
-        (["--budget", "0"], "--budget: must be a positive duration, got '0'"),
-        (["--budget", "abc"], "--budget: must be a duration such as 600s, 10m or 1h, got 'abc'"),
-        (["--budget", "10 minutes"], "--budget: must be a duration such as 600s, 10m or 1h"),
-        (["--final-epochs", "-1"], "--final-epochs: must be an integer >= 0, got '-1'"),
-        (["--step-images", "0"], "--step-images: must be a positive integer, got '0'"),
-    ],
-)
+SECRET = "pw-S3cr/t:x"  # never printed, in any spelling
+# The README's table of bad input, one row each: the flags, then what the one line says.
+# "TRACKED" rows run with MLflow on (its default store in the empty working directory).
+PROBES = [
+    (["--trials", "0"], "--trials: must be a positive integer, got '0'"),
+    (["--sampler", "anneal"], "--sampler: invalid choice: 'anneal'"),
+    (["--pruner", "wizard"], "--pruner: invalid choice: 'wizard'"),
+    (["--sampler", "grid"], "--sampler grid needs --grid FILE"),
+    (["--grid", "missing.json"], "--grid missing.json: cannot be read"),
+    (["--grid", "bad.json"], "--grid bad.json: not valid json"),
+    (["--device", "tpu"], "--device must be one of auto, cpu, cuda, mps, got 'tpu'"),
+    (["--storage", f"postgresql://u:{SECRET}@127.0.0.1:1/x"], "--storage postgresql://u:***@"),
+    (["--storage", "postgresql://postgres:SECRET/x@127.0.0.1:1/db"],
+     "--storage postgresql://postgres:***@127.0.0.1:1/db: cannot open"),
+    (["--storage", "postgresql://postgres:p@ss@127.0.0.1:1/db"],
+     "the password holds '@': write it as %40"),
+    (["--storage", "nonsense"], "--storage nonsense: cannot open"),
+    (["--storage", "sqlite:///no/such/dir/optuna.db"], "directory no/such/dir does not exist"),
+    (["--data-dir", "damaged"], "damaged/train-images-idx3-ubyte.gz: cannot be read"),
+    (["--train-size", "999999"], "--train-size must be at most 59,500"),  # QUICK: 500 to val
+    (["--val-size", "5"], "--val-size must be in 10..59,990, got 5"),
+    (["--train-size", "55000", "--val-size", "10000"], "--train-size must be at most 50,000"),
+    (["--study", "x" * 600], "--study is 600 characters long; at most 512 are allowed"),
+    (["--study", ""], "--study must not be empty"),
+    (["--study", "two\nlines"], "--study must not contain control characters"),
+    (["TRACKED", "--experiment", ""], "--experiment must not be empty"),
+    (["TRACKED", "--registered-model", "team/model"], "--registered-model cannot contain '/'"),
+    (["TRACKED", "--tracking-uri", "garbage"], "--tracking-uri garbage: not a tracking URI"),
+    (["TRACKED", "--tracking-uri", "http://127.0.0.1:1"], "MLflow server not reachable"),
+    (["TRACKED", "--tracking-uri", "http://bob:pw-S3cr%2Ft@127.0.0.1:1"],
+     "--tracking-uri http://bob:***@127.0.0.1:1: MLflow server not reachable"),
+    (["TRACKED", "--tracking-uri", f"http://bob:{SECRET}@127.0.0.1:1"],
+     "--tracking-uri http://bob:***@127.0.0.1:1: the password holds '/': write it as %2F"),
+    (["--budget", "0"], "--budget: must be a positive duration, got '0'"),
+    (["--budget", "abc"], "--budget: must be a duration such as 600s, 10m or 1h, got 'abc'"),
+    (["--final-epochs", "-1"], "--final-epochs: must be an integer >= 0, got '-1'"),
+    (["--step-images", "0"], "--step-images: must be a positive integer, got '0'"),
+    (["--seed", "-1"], "--seed must be in 0..2147483647, got -1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("args, message", PROBES)
 def test_bad_input_is_one_line_exit_2_nothing_written(in_tmp, capsys, args, message):
     (in_tmp / "bad.json").write_text("{oops")
     (in_tmp / "damaged").mkdir()
     for name in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1"):
         (in_tmp / "damaged" / f"{name}-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
     before = sorted(p.name for p in in_tmp.iterdir())
-    assert main([*args, *QUICK]) == 2
-    err = capsys.readouterr().err.strip()
+    quick = [a for a in QUICK if a != "--no-mlflow"] if args[:1] == ["TRACKED"] else QUICK
+    flags = args[1:] if args[:1] == ["TRACKED"] else args
+    assert main([*quick, *flags]) == 2  # the probe last: argparse keeps a flag's last value
+    captured = capsys.readouterr()
+    err = captured.err.strip()
     assert err.startswith("error: ") and message in err, err
-    assert "\n" not in err and "pw" not in err
+    assert "\n" not in err and "Traceback" not in err and captured.out == ""
+    for secret in (SECRET, "SECRET", "p@ss", "ss@", "S3cr"):
+        assert secret not in err
     assert sorted(p.name for p in in_tmp.iterdir()) == before, "bad input wrote files"
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from search.storage import StorageError, claim_lock, mask_url, open_storage
+from search.storage import StorageError, claim_lock, open_storage
+from search.urls import mask_url
 
 
 def test_mask_url():
