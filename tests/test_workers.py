@@ -180,34 +180,26 @@ def test_grid_with_a_killed_worker_reruns_only_that_point(pg_url, tmp_path):
     assert [t.number for t in trials if t.state.name == "FAIL"] == [killed]
 
 
-def test_local_workers_on_default_storage(tmp_path, monkeypatch):
-    """--workers on the default SQLite study and MLflow store (the URLs reach the workers
-    through the environment): every trial once, one MLflow run each, one summary."""
+def test_local_workers_on_default_stores_share_trials_and_honour_the_budget(tmp_path, monkeypatch):
+    """--workers 2 on the default SQLite study and MLflow store (the URLs reach the workers
+    through the environment) under a budget that ends the study: it ends in time, every trial
+    ran once and was logged once, and the supervisor prints one summary."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # MLflow's default: ./mlflow.db
-    done = cli(["--workers", "2", "--trials", "4", *QUICK], tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert "database is locked" not in done.stderr and "Traceback" not in done.stderr
-    trials = load(f"sqlite:///{tmp_path / 'optuna.db'}", "fashion-mnist").get_trials()
-    assert len(trials) == 4 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
-    assert "test_accuracy" in done.stdout, "the supervisor prints the summary"
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id])
-    logged = sorted(r.data.tags["optuna_trial_number"] for r in runs
-                    if "optuna_trial_number" in r.data.tags)  # fmt: skip
-    assert logged == ["0", "1", "2", "3"], "each trial logged once, by the worker that ran it"
-
-
-def test_local_workers_honour_the_budget(tmp_path):
-    budget = 20  # seconds: start-up of the supervisor and two workers, then as many trials as fit
-    args = ["--workers", "2", "--trials", "500", *QUICK, "--budget", f"{budget}s", "--no-mlflow"]
+    budget = 35  # seconds: start-up of the supervisor and two workers, a few trials, the end
     start = time.monotonic()
-    done = cli(args, tmp_path)
+    done = cli(["--workers", "2", "--trials", "500", *QUICK, "--budget", f"{budget}s"], tmp_path)
     elapsed = time.monotonic() - start
     assert done.returncode == 0, done.stderr
-    assert f"ended by --budget {budget} s" in done.stdout
+    assert "database is locked" not in done.stderr and "Traceback" not in done.stderr
+    assert f"ended by --budget {budget} s" in done.stdout and "test_accuracy" in done.stdout
     assert elapsed <= budget, f"the run took {elapsed:.1f} s of a {budget} s budget"
     trials = load(f"sqlite:///{tmp_path / 'optuna.db'}", "fashion-mnist").get_trials()
-    assert 0 < len(trials) < 500 and all(t.state.name != "RUNNING" for t in trials)
+    assert 0 < len(trials) < 500 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id])
+    logged = sorted(int(r.data.tags["optuna_trial_number"]) for r in runs
+                    if "optuna_trial_number" in r.data.tags)  # fmt: skip
+    assert logged == [t.number for t in trials], "each trial logged once, by its worker"
 
 
 def test_mariadb_storage_works_the_same(maria_url, tmp_path):
