@@ -31,11 +31,31 @@ from search.samplers import PRUNERS
 def run(pruner: str, args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         storage = f"sqlite:///{tmp}/optuna.db"
-        command = [sys.executable, "-m", "search.run", "--trials", str(args.trials),
-                   "--epochs", str(args.epochs), "--train-size", str(args.train_size),
-                   "--step-images", str(args.step_images), "--final-epochs", "0",
-                   "--seed", str(args.seed), "--pruner", pruner, "--storage", storage,
-                   "--study", "pruners", "--no-mlflow", "--quiet"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "search.run",
+            "--trials",
+            str(args.trials),
+            "--epochs",
+            str(args.epochs),
+            "--train-size",
+            str(args.train_size),
+            "--step-images",
+            str(args.step_images),
+            "--final-epochs",
+            "0",
+            "--seed",
+            str(args.seed),
+            "--pruner",
+            pruner,
+            "--storage",
+            storage,
+            "--study",
+            "pruners",
+            "--no-mlflow",
+            "--quiet",
+        ]
         start = time.perf_counter()
         subprocess.run(command, cwd=tmp, check=True, stdout=subprocess.DEVNULL)
         seconds = time.perf_counter() - start
@@ -58,14 +78,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     print(f"hardware: {platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}")
-    print(f"{args.trials} TPE trials, --epochs {args.epochs} --train-size {args.train_size}, "
-          f"seed {args.seed}, one run per pruner")  # fmt: skip
+    print(
+        f"{args.trials} TPE trials, --epochs {args.epochs} --train-size {args.train_size}, "
+        f"seed {args.seed}, one run per pruner"
+    )
     budget = args.trials * max(1, round(args.epochs * args.train_size / args.step_images))
     print(f"{'pruner':>20} {'seconds':>8} {'steps':>10} {'pruned':>7} {'best val':>9}")
     for pruner in PRUNERS:
         r = run(pruner, args)
-        print(f"{pruner:>20} {r['seconds']:8.0f} {r['steps']:4d}/{budget:<5d} "
-              f"{r['pruned']:7d} {r['best']:9.4f}")  # fmt: skip
+        print(
+            f"{pruner:>20} {r['seconds']:8.0f} {r['steps']:4d}/{budget:<5d} "
+            f"{r['pruned']:7d} {r['best']:9.4f}"
+        )
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -28,9 +29,23 @@ def run(workers: int, epochs: int, train_size: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         grid = Path(tmp) / "grid.json"
         grid.write_text(json.dumps(GRID))
-        command = [sys.executable, "-m", "search.run", "--grid", str(grid), "--epochs",
-                   str(epochs), "--train-size", str(train_size), "--workers", str(workers),
-                   "--threads", "1", "--no-mlflow", "--quiet"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "search.run",
+            "--grid",
+            str(grid),
+            "--epochs",
+            str(epochs),
+            "--train-size",
+            str(train_size),
+            "--workers",
+            str(workers),
+            "--threads",
+            "1",
+            "--no-mlflow",
+            "--quiet",
+        ]
         start = time.perf_counter()
         subprocess.run(command, cwd=tmp, check=True, stdout=subprocess.DEVNULL)
         return time.perf_counter() - start
@@ -41,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--train-size", type=int, default=5000)
     args = p.parse_args(argv)
-    trials = 1
-    for values in GRID.values():
-        trials *= len(values)
+    trials = math.prod(len(values) for values in GRID.values())
     print(f"hardware: {platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}")
     print(f"{trials} grid trials, --epochs {args.epochs} --train-size {args.train_size}")
     rates = {}

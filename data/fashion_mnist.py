@@ -31,9 +31,17 @@ INSTALL_HINT = (
 )
 
 CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 # name -> (MD5 of the decompressed file, IDX magic number, expected shape)
 FILES = {
@@ -77,7 +85,7 @@ def _download(root: Path) -> Path | None:
 
         torchvision.datasets.FashionMNIST(str(root), train=True, download=True)
         torchvision.datasets.FashionMNIST(str(root), train=False, download=True)
-    except Exception:  # noqa: BLE001 - any failure means "no network"; we report where we looked
+    except Exception:  # any failure means "no network"; we report where we looked
         return None
     raw = root / "FashionMNIST" / "raw"
     return raw if _complete(raw) else None

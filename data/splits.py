@@ -40,6 +40,17 @@ class Splits:
     device: torch.device
     probe: tuple[torch.Tensor, torch.Tensor]
 
+    def to(self, device: str | torch.device) -> Splits:
+        """The same splits on another device (itself if already there)."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        moved = {
+            name: tuple(t.to(device) for t in getattr(self, name))
+            for name in ("train", "val", "test", "probe")
+        }
+        return Splits(**moved, mean=self.mean, std=self.std, device=device)
+
     def train_and_val(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All 60,000 labelled images, for the final fit once the search has chosen."""
         return torch.cat([self.train[0], self.val[0]]), torch.cat([self.train[1], self.val[1]])
@@ -96,18 +107,22 @@ def make_splits(
     train_pixels = raw.train_images[train_idx].float().div_(255.0)
     mean, std = float(train_pixels.mean()), float(train_pixels.std())
     device = torch.device(device)
-    val = (_to_float(raw.train_images[val_idx], mean, std, device),
-           raw.train_labels[val_idx].to(device))  # fmt: skip
+    val = (
+        _to_float(raw.train_images[val_idx], mean, std, device),
+        raw.train_labels[val_idx].to(device),
+    )
     return Splits(
-        train=(_to_float(raw.train_images[train_idx], mean, std, device),
-               raw.train_labels[train_idx].to(device)),
+        train=(
+            _to_float(raw.train_images[train_idx], mean, std, device),
+            raw.train_labels[train_idx].to(device),
+        ),
         val=val,
         test=(_to_float(raw.test_images, mean, std, device), raw.test_labels.to(device)),
         mean=mean,
         std=std,
         device=device,
         probe=_probe(val, seed),
-    )  # fmt: skip
+    )
 
 
 def _probe(val: tuple[torch.Tensor, torch.Tensor], seed: int):

@@ -34,13 +34,19 @@ def build_seed_network(config: SeedNetConfig) -> nn.Sequential:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(INIT_SEED)
         layers = [
-            nn.Conv2d(1, 6, kernel_size=5), nn.ReLU(), nn.MaxPool2d(2, 2),
+            nn.Conv2d(1, 6, kernel_size=5),
+            nn.ReLU(),
+            nn.MaxPool2d(2, 2),
             *([nn.BatchNorm2d(6)] if bn else []),
-            nn.Conv2d(6, 12, kernel_size=5), nn.ReLU(), nn.MaxPool2d(2, 2),
+            nn.Conv2d(6, 12, kernel_size=5),
+            nn.ReLU(),
+            nn.MaxPool2d(2, 2),
             nn.Flatten(start_dim=1),
-            nn.Linear(12 * 4 * 4, 120), nn.ReLU(),
+            nn.Linear(12 * 4 * 4, 120),
+            nn.ReLU(),
             *([nn.BatchNorm1d(120)] if bn else []),
-            nn.Linear(120, 60), nn.ReLU(),
+            nn.Linear(120, 60),
+            nn.ReLU(),
             nn.Linear(60, 10),
-        ]  # fmt: skip
+        ]
         return nn.Sequential(*layers)

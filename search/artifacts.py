@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
-from search.train import predict
+if TYPE_CHECKING:  # matplotlib takes half a second to import: only when drawing
+    import matplotlib.pyplot as plt
+
+from search.objective import Completed, TrialHooks
 
 SAMPLES = 32  # images in the sample-predictions picture
 
@@ -26,37 +30,51 @@ def open_store(directory: Path) -> FileSystemArtifactStore:
 
 
 def pictures(
-    model: torch.nn.Module | torch.Tensor,
-    split: tuple,
-    mean: float,
-    std: float,
-    name: str,
-    out: Path,
-) -> tuple[list[Path], torch.Tensor]:
-    """Confusion matrix and sample predictions of ``model`` on ``split`` (normalized images),
-    named after ``name`` (test, validation), written to ``out``; also returns the counts.
-    ``model`` may be the predictions themselves, when they are at hand."""
-    from search.figures import confusion, confusion_png, samples_png  # matplotlib: only here
+    predicted: torch.Tensor, split: tuple, mean: float, std: float, name: str
+) -> tuple[dict[str, plt.Figure], torch.Tensor]:
+    """Confusion matrix and sample predictions for ``split`` (normalized images) given every
+    image's predicted class, by file name (``name`` is test or validation); and the counts."""
+    from search.figures import confusion, confusion_figure, samples_figure  # matplotlib: here
 
     images, labels = split
-    predicted = model if isinstance(model, torch.Tensor) else predict(model, images)
     predicted = predicted.cpu()
     matrix = confusion(labels, predicted)
     raw = images[:SAMPLES].cpu() * std + mean  # back to [0, 1] for display
-    paths = [confusion_png(matrix, out, name),
-             samples_png(raw, labels[:SAMPLES].cpu(), predicted[:SAMPLES], out, name)]  # fmt: skip
-    return paths, matrix
+    prefix = "" if name == "test" else f"{name}_"
+    figures = {
+        f"{prefix}confusion_matrix.png": confusion_figure(matrix, name),
+        f"{name}_samples.png": samples_figure(raw, labels[:SAMPLES].cpu(), predicted[:SAMPLES]),
+    }
+    return figures, matrix
 
 
-def upload(store, target: optuna.Study | optuna.Trial, paths: list[Path]) -> None:
-    for path in paths:
-        upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=target)
-
-
-def upload_trial_pictures(store, trial: optuna.Trial, predicted: torch.Tensor, splits) -> None:
-    """The running trial's validation pictures from its last step's predictions (the test set
-    is for the final model only)."""
+def upload(store, target: optuna.Study | optuna.Trial, figures: dict[str, plt.Figure]) -> None:
+    """Figures as artifacts of a study or a running trial (the store wants files)."""
     with tempfile.TemporaryDirectory() as tmp:
-        paths, _ = pictures(predicted, splits.val, splits.mean, splits.std, "validation",
-                            Path(tmp))  # fmt: skip
-        upload(store, trial, paths)
+        for name, figure in figures.items():
+            path = Path(tmp) / name
+            figure.savefig(path, dpi=100)
+            upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=target)
+
+
+def close(figures: dict[str, plt.Figure]) -> None:
+    import matplotlib.pyplot as plt
+
+    for figure in figures.values():
+        plt.close(figure)
+
+
+class TrialPictures(TrialHooks):
+    """A trial that beats the study uploads its validation pictures while it still runs,
+    from its last step's predictions (the test set is for the final model only)."""
+
+    def __init__(self, store, splits) -> None:
+        self.store, self.splits = store, splits
+
+    def completed(self, done: Completed) -> None:
+        if not done.beats_study:
+            return
+        s = self.splits
+        figures, _ = pictures(done.val_predictions, s.val, s.mean, s.std, "validation")
+        upload(self.store, done.trial, figures)
+        close(figures)

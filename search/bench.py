@@ -90,9 +90,12 @@ def tutorial_loader(data_dir: Path, root: Path, mean: float, std: float, args):
     # The tutorial trains on all 60,000; use the same 50,000 as (b) for a like-for-like rate.
     subset = torch.utils.data.Subset(dataset, range(50_000))
     return torch.utils.data.DataLoader(
-        subset, batch_size=args.batch_size, shuffle=True, num_workers=args.num_workers,
+        subset,
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.num_workers,
         pin_memory=args.device_obj.type == "cuda",
-    )  # fmt: skip
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

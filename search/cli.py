@@ -1,36 +1,39 @@
-"""Command-line flags of ``python -m search.run``: parsing and the checks argparse cannot do.
+"""Command-line flags of ``python -m search.run``: parsed into one validated ``RunConfig``.
 
-Every flag uses the project's one vocabulary; bad values raise ``UsageError`` (one line,
-exit status 2) instead of argparse's usage dump.
+The flags, their help and their defaults come from the config's fields (``search.config``);
+this module adds how each is read (types, choices), the defaults that depend on other flags
+(grid mode, threads, the study and experiment names), and the checks argparse cannot do. Bad
+values raise ``UsageError`` (one line, exit status 2) instead of argparse's usage dump.
+``render`` is the inverse, for the command lines of ``--workers`` children.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
-from data.splits import VAL_SIZE
 from search.budget import parse_duration
+from search.config import (
+    DEFAULT_STUDY,
+    FINAL_EPOCHS,
+    SECTIONS,
+    RunConfig,
+    default_of,
+    flag_of,
+    group_fields,
+    storage_default,
+)
 from search.device import DEVICES
 from search.names import EXPERIMENT_MAX, STUDY_MAX, check_model_name, check_name
 from search.samplers import PRUNERS, SAMPLERS
-from search.storage import HEARTBEAT_INTERVAL
-from search.workers import STORAGE_ENV
 
-DEFAULT_STUDY = "fashion-mnist"
 LABELLED = 60_000  # Fashion-MNIST's training file: split into train and validation
 MIN_VAL = 10  # one image per class, at the very least
 MAX_SEED = 2**31 - 1  # numpy seeds must stay below 2**32 after adding trial numbers
-POLL_SECONDS = 2.0  # a waiting worker looks at the study again this often; a read, no more
-# One epoch per trial: on 2 CPU cores 50 pruned trials then take ~5 minutes, and a
-# configuration's one-epoch rank predicts its rank after the longer final fit (Measured).
-EPOCHS = 1
-STEP_IMAGES = 5_000  # a tenth of an epoch: a bad trial is pruned after ~2 s on 2 CPU cores
-# The final fit's length: the article's 5 epochs. The default study's champion reached 0.9318
-# test accuracy with 5 and 0.9339 with 6, but the sixth epoch put the default run at 3.95x the
-# article's training time on 2 CPU cores, too close to the 4x it must stay under (Measured).
-FINAL_EPOCHS = 5
 
 
 class UsageError(Exception):
@@ -42,34 +45,26 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+def number(kind: type, minimum: float, strict: bool) -> Callable[[str], Any]:
+    """An argparse type: ``kind`` (int/float) above (``strict``) or at least ``minimum``."""
+    words = {
+        (int, True): "a positive integer",
+        (int, False): f"an integer >= {minimum}",
+        (float, True): "a positive number",
+        (float, False): f"a number >= {minimum}",
+    }
+    wanted = words[kind, strict]
 
+    def read(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}") from None
+        if value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
+        return value
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
+    return read
 
 
 def duration(text: str) -> float:
@@ -77,6 +72,31 @@ def duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+POSITIVE_INT, POSITIVE_FLOAT = number(int, 0, strict=True), number(float, 0, strict=True)
+# How each option is read; options not named here are strings, or flags for booleans.
+READ: dict[str, dict[str, Any]] = {
+    "trials": {"type": POSITIVE_INT},
+    "budget": {"type": duration},
+    "timeout": {"type": POSITIVE_FLOAT},
+    "sampler": {"choices": SAMPLERS},
+    "pruner": {"choices": PRUNERS},
+    "seed": {"type": int},
+    "epochs": {"type": POSITIVE_INT},
+    "step_images": {"type": POSITIVE_INT},
+    "final_epochs": {"type": number(int, 0, strict=False)},
+    "device": {"choices": None},  # checked by search.device, which knows what exists here
+    "train_size": {"type": POSITIVE_INT},
+    "val_size": {"type": POSITIVE_INT},
+    "workers": {"type": POSITIVE_INT},
+    "threads": {"type": POSITIVE_INT},
+    "deadline": {"type": float},
+    "heartbeat": {"type": POSITIVE_INT},
+    "poll_seconds": {"type": POSITIVE_FLOAT},
+}
+# Defaults that depend on other flags: argparse leaves them None, ``resolve`` fills them in.
+LATE = {"name", "sampler", "pruner", "final_epochs", "threads", "experiment", "storage"}
 
 
 def build_parser(doc: str) -> Parser:
@@ -90,202 +110,115 @@ def build_parser(doc: str) -> Parser:
             prog, max_help_position=32
         ),
     )
-    add = p.add_argument
-    g = p.add_argument_group("study")
-    g.add_argument(
-        "--trials",
-        type=positive_int,
-        default=50,
-        help="finished trials wanted in the study (default: 50)",
-    )
-    g.add_argument(
-        "--budget",
-        type=duration,
-        default=None,
-        help="wall-clock limit for the whole run, final model included, e.g. 600s, 10m, 1h; "
-        "no trial starts that cannot finish in what is left (default: none)",
-    )
-    g.add_argument(
-        "--timeout",
-        type=positive_float,
-        default=None,
-        help="seconds after which no new trial starts",
-    )
-    g.add_argument(
-        "--epochs",
-        type=positive_int,
-        default=EPOCHS,
-        help=f"epochs per trial, the pruner's full budget (default: {EPOCHS})",
-    )
-    g.add_argument(
-        "--step-images",
-        type=positive_int,
-        default=STEP_IMAGES,
-        help="training images per step: validation accuracy is reported, and a trial may be "
-        f"pruned, after every step (default: {STEP_IMAGES:,}; grid mode: one epoch)",
-    )
-    g.add_argument(
-        "--final-epochs",
-        type=non_negative_int,
-        default=None,
-        help="train the best configuration again for N epochs on train + validation; that "
-        "is the champion (default: "
-        f"{FINAL_EPOCHS}, grid mode 0; 0 = the best trial's own weights)",
-    )
-    g.add_argument(
-        "--no-warm-start",
-        action="store_true",
-        help="do not enqueue the seed article's CNN as the first trial of a new study",
-    )
-    g.add_argument(
-        "--study",
-        default=None,
-        help=f"study name (default: {DEFAULT_STUDY}, or {DEFAULT_STUDY}-grid-<file> in grid mode)",
-    )
-    g.add_argument(
-        "--storage",
-        default=os.environ.get(STORAGE_ENV, "sqlite:///optuna.db"),
-        help="Optuna storage URL: sqlite:///F, postgresql://..., mysql+pymysql://..., "
-        f"journal:F (default: ${STORAGE_ENV} or sqlite:///optuna.db)",
-    )
-    g.add_argument(
-        "--sampler",
-        choices=SAMPLERS,
-        default=None,
-        help="default: tpe, or grid when --grid is given",
-    )
-    g.add_argument(
-        "--grid",
-        default=None,
-        help="JSON or YAML file mapping parameter names to lists (grid mode)",
-    )
-    g.add_argument(
-        "--pruner",
-        choices=PRUNERS,
-        default=None,
-        help="default: successive-halving (none in grid mode)",
-    )
-    g.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seeds the split, the sampler and every trial (default: 0)",
-    )
-    d = p.add_argument_group("data and device")
-    d.add_argument(
-        "--device",
-        default="auto",
-        help=f"one of {', '.join(DEVICES)} (default: auto = cuda, mps, cpu)",
-    )
-    d.add_argument(
-        "--data-dir", default=None, help="directory with the four Fashion-MNIST IDX files"
-    )
-    d.add_argument(
-        "--train-size",
-        type=positive_int,
-        default=None,
-        help="train on a stratified subset of N images (default: all 60,000 minus --val-size)",
-    )
-    d.add_argument(
-        "--val-size",
-        type=positive_int,
-        default=VAL_SIZE,
-        help=f"validation images split off the 60,000 (default: {VAL_SIZE:,}, the tutorials')",
-    )
-    t = p.add_argument_group("tracking")
-    t.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or MLflow's default)",
-    )
-    t.add_argument(
-        "--experiment", default=None, help="MLflow experiment (default: the study name)"
-    )
-    t.add_argument(
-        "--registered-model",
-        default="fashion-mnist-classifier",
-        help="model registry name (default: fashion-mnist-classifier)",
-    )
-    t.add_argument("--no-mlflow", action="store_true", help="run without MLflow tracking")
-    w = p.add_argument_group("parallel workers")
-    w.add_argument(
-        "--workers",
-        type=positive_int,
-        default=1,
-        help="local worker processes sharing the study (default: 1)",
-    )
-    w.add_argument(
-        "--threads",
-        type=positive_int,
-        default=None,
-        help="torch CPU threads per worker (default: CPU cores / workers)",
-    )
-    add("--worker", action="store_true", help=argparse.SUPPRESS)  # set by --workers
-    add("--parent-run-id", default=None, help=argparse.SUPPRESS)  # set by --workers
-    add("--deadline", type=float, default=None, help=argparse.SUPPRESS)  # set by --workers
-    o = p.add_argument_group("output")
-    o.add_argument(
-        "--artifact-dir",
-        default=None,
-        help="Optuna artifact store (pictures of the best trials and the champion) for "
-        "optuna-dashboard --artifact-dir (default: optuna-artifacts/ beside a file-based "
-        "study, else in the working directory)",
-    )
-    o.add_argument("--quiet", action="store_true", help="no progress bar")
-    add("--heartbeat", type=positive_int, default=HEARTBEAT_INTERVAL, help=argparse.SUPPRESS)
-    # How often a waiting worker or the --workers supervisor looks again; tests shorten it.
-    add("--poll-seconds", type=positive_float, default=POLL_SECONDS, help=argparse.SUPPRESS)
+    for _, title, cls in SECTIONS:
+        section = p.add_argument_group(title)
+        for f in fields(cls):
+            section.add_argument(flag_of(f), dest=f.name, **_how(f))
     return p
 
 
-def parse_args(argv: list[str] | None, doc: str) -> argparse.Namespace:
-    args = build_parser(doc).parse_args(argv)
-    if args.sampler is None:
-        args.sampler = "grid" if args.grid else "tpe"
-    if args.sampler == "grid" and not args.grid:
+def _how(f) -> dict[str, Any]:
+    help_text = f.metadata["help"]
+    default = default_of(f)
+    shown = argparse.SUPPRESS if help_text is None else help_text.format(default=default)
+    if isinstance(default, bool):  # --no-x turns a True off, --x turns a False on
+        return {"action": "store_false" if default else "store_true", "help": shown}
+    how = {"default": None if f.name in LATE else default, "help": shown, **READ.get(f.name, {})}
+    if how.get("choices", ...) is None:
+        del how["choices"]
+    return how
+
+
+def parse_args(argv: list[str] | None, doc: str) -> RunConfig:
+    """The command line as a ``RunConfig``: parsed, late defaults filled in, checked."""
+    values = vars(build_parser(doc).parse_args(argv))
+    config = RunConfig(
+        **{
+            attribute: cls(**{f.name: values[f.name] for f in fields(cls)})
+            for attribute, _, cls in SECTIONS
+        }
+    )
+    config = resolve(config)
+    check(config)
+    return config
+
+
+def resolve(config: RunConfig) -> RunConfig:
+    """Fill in the defaults that depend on other flags."""
+    study, grid = config.study, config.study.grid
+    sampler = study.sampler or ("grid" if grid else "tpe")
+    if sampler == "grid" and not grid:
         raise UsageError("--sampler grid needs --grid FILE (a JSON/YAML map of names to lists)")
-    if args.grid and args.sampler != "grid":
+    if grid and sampler != "grid":
         raise UsageError(
-            f"--grid FILE runs grid mode; it cannot be combined with --sampler {args.sampler}"
+            f"--grid FILE runs grid mode; it cannot be combined with --sampler {sampler}"
         )
-    if args.pruner is None:
-        args.pruner = "none" if args.sampler == "grid" else "successive-halving"
-    if args.final_epochs is None:
-        args.final_epochs = 0 if args.grid else FINAL_EPOCHS
-    if args.threads is None:
-        args.threads = max(1, (os.cpu_count() or 1) // args.workers)
-    if args.study is None:
-        args.study = f"{DEFAULT_STUDY}-grid-{Path(args.grid).stem}" if args.grid else DEFAULT_STUDY
-    check_ranges(args)
-    check_names(args)
-    return args
+    name = (
+        study.name
+        if study.name is not None
+        else (f"{DEFAULT_STUDY}-grid-{Path(grid).stem}" if grid else DEFAULT_STUDY)
+    )
+    study = replace(
+        study,
+        name=name,
+        sampler=sampler,
+        pruner=study.pruner or ("none" if grid else "successive-halving"),
+        storage=study.storage or storage_default(),
+    )
+    training = config.training
+    if training.final_epochs is None:
+        training = replace(training, final_epochs=0 if grid else FINAL_EPOCHS)
+    workers = config.workers
+    if workers.threads is None:
+        workers = replace(workers, threads=max(1, (os.cpu_count() or 1) // workers.workers))
+    tracking = config.tracking
+    if tracking.experiment is None:
+        tracking = replace(tracking, experiment=name)
+    return replace(config, study=study, training=training, workers=workers, tracking=tracking)
 
 
-def check_ranges(args: argparse.Namespace) -> None:
+def check(config: RunConfig) -> None:
     """Flags whose limits depend on each other or on the dataset's size (known without reading
-    it: 60,000 labelled images)."""
-    if not MIN_VAL <= args.val_size <= LABELLED - MIN_VAL:
+    it: 60,000 labelled images), and names, before anything is written."""
+    data = config.data
+    if not MIN_VAL <= data.val_size <= LABELLED - MIN_VAL:
         raise UsageError(
-            f"--val-size must be in {MIN_VAL}..{LABELLED - MIN_VAL:,}, got {args.val_size}"
+            f"--val-size must be in {MIN_VAL}..{LABELLED - MIN_VAL:,}, got {data.val_size}"
         )
-    room = LABELLED - args.val_size
-    if args.train_size is not None and args.train_size > room:
+    room = LABELLED - data.val_size
+    if data.train_size is not None and data.train_size > room:
         raise UsageError(
             f"--train-size must be at most {room:,} (60,000 labelled images minus --val-size "
-            f"{args.val_size:,}), got {args.train_size}"
+            f"{data.val_size:,}), got {data.train_size}"
         )
-    if not 0 <= args.seed <= MAX_SEED:
-        raise UsageError(f"--seed must be in 0..{MAX_SEED}, got {args.seed}")
-
-
-def check_names(args: argparse.Namespace) -> None:
-    """Names are checked before anything is written; awkward ones are fine (see names.py)."""
-    problems = [check_name("--study", args.study, STUDY_MAX)]
-    if not args.no_mlflow:
-        experiment = args.experiment if args.experiment is not None else args.study
-        flag = "--experiment" if args.experiment is not None else "--experiment (the study name)"
-        problems += [check_name(flag, experiment, EXPERIMENT_MAX),
-                     check_model_name(args.registered_model)]  # fmt: skip
+    if not 0 <= config.study.seed <= MAX_SEED:
+        raise UsageError(f"--seed must be in 0..{MAX_SEED}, got {config.study.seed}")
+    if data.device not in DEVICES:
+        raise UsageError(f"--device must be one of {', '.join(DEVICES)}, got {data.device!r}")
+    problems = [check_name("--study", config.study.name, STUDY_MAX)]
+    tracking = config.tracking
+    if tracking.enabled:
+        explicit = tracking.experiment != config.study.name
+        flag = "--experiment" if explicit else "--experiment (the study name)"
+        problems += [
+            check_name(flag, tracking.experiment, EXPERIMENT_MAX),
+            check_model_name(tracking.registered_model),
+        ]
     for problem in problems:
         if problem:
             raise UsageError(problem)
+
+
+def render(config: RunConfig, leave_out: tuple[str, ...] = ()) -> list[str]:
+    """The command line that parses back to ``config`` (every non-default option), without the
+    fields named in ``leave_out``."""
+    argv: list[str] = []
+    for group, f in group_fields(config):
+        value = getattr(group, f.name)
+        if f.name in leave_out or value == default_of(f) or value is None:
+            continue
+        if isinstance(value, bool):
+            argv.append(flag_of(f))
+        else:
+            argv += [flag_of(f), repr(value) if isinstance(value, float) else str(value)]
+    return argv

@@ -1,19 +1,20 @@
 """Pictures people would rather look than read: confusion matrix, sample predictions, and
-Optuna's plots. Each function writes files into ``out`` and returns their paths."""
+Optuna's plots, as matplotlib figures and HTML in memory (MLflow logs them as they are; the
+Optuna artifact store needs files: ``search.artifacts`` writes them). Close figures with
+``plt.close``, or use ``closing``."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import html
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers; must precede pyplot
-import matplotlib.pyplot as plt  # noqa: E402
-import optuna  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import optuna
+import torch
 
-from data import CLASSES  # noqa: E402
+from data import CLASSES
 
 
 def confusion(labels: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
@@ -25,9 +26,9 @@ def confusion(labels: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
     return matrix
 
 
-def confusion_png(matrix: torch.Tensor, out: Path, split: str = "test") -> Path:
+def confusion_figure(matrix: torch.Tensor, split: str = "test") -> plt.Figure:
     fig, ax = plt.subplots(figsize=(8, 7))
-    ax.imshow(matrix, cmap="Blues")
+    ax.imshow(matrix.numpy(), cmap="Blues")
     ax.set_xticks(range(10), CLASSES, rotation=45, ha="right")
     ax.set_yticks(range(10), CLASSES)
     ax.set_xlabel("predicted")
@@ -36,31 +37,30 @@ def confusion_png(matrix: torch.Tensor, out: Path, split: str = "test") -> Path:
     for i in range(10):
         for j in range(10):
             value = matrix[i, j].item()
-            ax.text(j, i, value, ha="center", va="center", fontsize=8,
-                    color="white" if value > threshold else "black")  # fmt: skip
+            ax.text(
+                j,
+                i,
+                value,
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if value > threshold else "black",
+            )
     accuracy = matrix.diag().sum().item() / matrix.sum().item()
     ax.set_title(f"{split.capitalize()} set confusion matrix (accuracy {accuracy:.4f})")
     fig.tight_layout()
-    path = out / ("confusion_matrix.png" if split == "test" else f"{split}_confusion_matrix.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def per_class_json(matrix: torch.Tensor, out: Path) -> Path:
-    per_class = (matrix.diag().double() / matrix.sum(1).double()).tolist()
-    path = out / "per_class_accuracy.json"
-    path.write_text(json.dumps(dict(zip(CLASSES, per_class, strict=True)), indent=2))
-    return path
+def per_class(matrix: torch.Tensor) -> dict[str, float]:
+    """Accuracy of each class, by name."""
+    accuracy = (matrix.diag().double() / matrix.sum(1).double()).tolist()
+    return dict(zip(CLASSES, accuracy, strict=True))
 
 
-def samples_png(
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    predicted: torch.Tensor,
-    out: Path,
-    split: str = "test",
-) -> Path:
+def samples_figure(
+    images: torch.Tensor, labels: torch.Tensor, predicted: torch.Tensor
+) -> plt.Figure:
     """The first 32 images of a split with predicted / true labels (red when wrong), drawn as
     one mosaic in one axes: 32 axes take a second to lay out, one takes a tenth."""
     rows, cols, cell = 4, 8, 40  # a 28-pixel image and room for two lines of label below it
@@ -69,25 +69,29 @@ def samples_png(
         r, c = divmod(i, cols)
         mosaic[r * cell : r * cell + 28, c * cell + 6 : c * cell + 34] = images[i, 0].cpu()
     fig, ax = plt.subplots(figsize=(12, 7))
-    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1)
+    ax.imshow(mosaic.numpy(), cmap="gray", vmin=0, vmax=1)
     for i in range(rows * cols):
         r, c = divmod(i, cols)
         ok = bool(predicted[i] == labels[i])
-        ax.text(c * cell + 20, r * cell + 29, f"{CLASSES[predicted[i]]}\n({CLASSES[labels[i]]})",
-                ha="center", va="top", fontsize=7, color="black" if ok else "red")  # fmt: skip
+        ax.text(
+            c * cell + 20,
+            r * cell + 29,
+            f"{CLASSES[predicted[i]]}\n({CLASSES[labels[i]]})",
+            ha="center",
+            va="top",
+            fontsize=7,
+            color="black" if ok else "red",
+        )
     ax.axis("off")
     ax.set_title("predicted (true)")
     fig.tight_layout()
-    path = out / f"{split}_samples.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def optuna_html(study: optuna.Study, out: Path) -> tuple[Path, list[str]]:
-    """Optuna's interactive plots in one standalone HTML file (plotly.js embedded once, so it
+def optuna_html(study: optuna.Study) -> tuple[str, list[str]]:
+    """Optuna's interactive plots as one standalone HTML page (plotly.js embedded once, so it
     opens offline). A plot that cannot be drawn yet (importances need two complete trials) is
-    left out; returns the file and the names of the plots in it."""
+    left out; returns the page and the names of the plots in it."""
     vis = optuna.visualization
     plots = {
         "optimization history": vis.plot_optimization_history,
@@ -103,9 +107,6 @@ def optuna_html(study: optuna.Study, out: Path) -> tuple[Path, list[str]]:
             continue
         parts.append(figure.to_html(full_html=False, include_plotlyjs=not parts))
         drawn.append(name)
-    path = out / "optuna_plots.html"
-    title = f"<h1>Optuna study {study.study_name}</h1>"
-    path.write_text(
-        f"<html><head><meta charset='utf-8'></head><body>{title}{''.join(parts)}</body></html>"
-    )
-    return path, drawn
+    title = f"<h1>Optuna study {html.escape(study.study_name)}</h1>"
+    page = f"<html><head><meta charset='utf-8'></head><body>{title}{''.join(parts)}</body></html>"
+    return page, drawn

@@ -72,8 +72,16 @@ GRID_KEYS = {
     "num_workers": (_integer, "an integer (recorded only: batches need no workers)"),
     "device": (_choice(("cpu", "cuda", "mps")), "one of ['cpu', 'cuda', 'mps']"),
 }
-MODEL_KEYS = {"arch", "n_layers", "batch_norm", "dropout", "hidden_dim", "channels", "head_dim",
-              "head_layers"}  # fmt: skip
+MODEL_KEYS = {
+    "arch",
+    "n_layers",
+    "batch_norm",
+    "dropout",
+    "hidden_dim",
+    "channels",
+    "head_dim",
+    "head_layers",
+}
 
 
 class GridError(ValueError):
@@ -91,7 +99,7 @@ def _parse(path: Path) -> Any:
 
             return yaml.safe_load(text)
         return json.loads(text)
-    except Exception as exc:  # noqa: BLE001 - json and yaml raise different types
+    except Exception as exc:  # json and yaml raise different types
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise GridError(f"--grid {path}: not valid {path.suffix[1:] or 'JSON'}: {first}") from None
 

@@ -1,13 +1,17 @@
-"""The Optuna objective: one trial = build the model from its params, train, report, prune.
+"""The Optuna objective: one trial = sample its params, build the model, train, report, prune.
 
-Every step (a fixed number of training images): ``trial.report(val_accuracy, step)`` (the
-dashboard's intermediate values), the step's metrics appended to the trial's ``history`` user
-attribute (so tables and resumes need only the storage), the tracker's ``log_step``, then the
-pruner's verdict. The trial's value is the validation accuracy after its whole budget, on the
+Every step (a fixed number of training images) is reported to Optuna with
+``trial.report(val_accuracy, step)`` (the dashboard's intermediate values) and appended to
+the trial's ``history`` user attribute (so tables and resumes need only the storage); then the
+pruner decides. The trial's value is the validation accuracy after its whole budget, on the
 whole validation split. A diverging trial (non-finite loss) ends PRUNED with the reason in its
 ``diverged`` user attribute, and the study goes on; so does a trial stopped because the run's
-``--budget`` would not let it finish (``stopped``: budget). The process keeps the weights of
-its best trial in memory, for the final evaluation without retraining.
+``--budget`` would not let it finish (``stopped``: budget).
+
+What happens around a trial besides training it (MLflow runs, checkpoints, pictures, the
+progress bar) is a list of ``TrialHooks``, called at the trial's start, every step, its end,
+and when it completes (with whether it beats every complete trial of the study). The process
+keeps the weights of its own best trial in memory, for the end of the run.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import gc
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,11 +29,44 @@ import torch
 
 from data import Splits
 from models import build_model, count_parameters
-from search.artifacts import upload_trial_pictures
 from search.budget import Budget
 from search.grid import with_defaults
 from search.space import TrialSpec, spec_from_params, suggest_params
-from search.train import Diverged, StepMetrics, train
+from search.train import Diverged, StepMetrics, TrainResult, train
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    epochs: int  # the trial's budget, in passes over the train split
+    steps: int | None  # reports over that budget (None: one per epoch, grid mode)
+    seed: int  # trial n trains with seed + n
+    grid: dict[str, list] | None = None  # grid mode: the params come from the enqueued combo
+
+
+@dataclass
+class Completed:
+    """A complete trial, as the hooks see it."""
+
+    trial: optuna.Trial
+    value: float
+    spec: TrialSpec
+    state: dict[str, torch.Tensor]  # weights on the CPU
+    val_predictions: torch.Tensor  # on the whole validation split
+    beats_study: bool  # better than every complete trial so far, in any worker
+
+
+class TrialHooks:
+    """Called around each trial; every method does nothing unless overridden."""
+
+    def started(self, trial: optuna.Trial, params: dict[str, Any]) -> None: ...
+
+    def step(self, trial: optuna.Trial, metrics: StepMetrics) -> None: ...
+
+    def ended(
+        self, trial: optuna.Trial, state: str, value: float | None, killed: bool
+    ) -> None: ...
+
+    def completed(self, done: Completed) -> None: ...
 
 
 @dataclass
@@ -44,134 +81,121 @@ class Objective:
     def __init__(
         self,
         splits: Splits,
-        epochs: int,
-        seed: int,
-        grid: dict[str, list] | None = None,
-        tracker=None,
-        on_step: Callable[[int, StepMetrics], None] | None = None,
-        steps: int | None = None,
+        settings: TrialSettings,
+        hooks: Sequence[TrialHooks] = (),
         budget: Budget | None = None,
-        artifacts=None,
     ) -> None:
-        self.splits, self.epochs, self.seed, self.grid = splits, epochs, seed, grid
-        self.tracker, self.on_step, self.steps = tracker, on_step, steps
+        self.splits, self.settings, self.hooks = splits, settings, list(hooks)
         self.budget = budget or Budget(None)
-        self.artifacts = artifacts  # an Optuna artifact store, or None
-        self.best: BestWeights | None = None
-        self.claim = None  # set by the study loop: released once our trial is claimed
-        self._device_splits = {splits.device.type: splits}
+        self.best: BestWeights | None = None  # this process's best trial
+        self._moved = {splits.device.type: splits}
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        params = self.params(trial)
+        spec = spec_from_params(
+            params, self.settings.epochs, self.settings.seed + trial.number, self.settings.steps
+        )
+        for hook in self.hooks:
+            hook.started(trial, params)
+        try:
+            value = self.train(trial, spec, self.splits_for(params))
+        except optuna.TrialPruned:
+            self._ended(trial, "PRUNED", None)
+            raise
+        except BaseException as exc:
+            self._ended(trial, "FAIL", None, killed=isinstance(exc, KeyboardInterrupt))
+            raise
+        self._ended(trial, "COMPLETE", value)
+        return value
 
     def params(self, trial: optuna.Trial) -> dict[str, Any]:
-        if self.grid is None:
+        """Sampled from the space, or in grid mode the enqueued combination plus the fixed
+        defaults (visible as the ``fixed_params`` user attribute: they are no Optuna params)."""
+        grid = self.settings.grid
+        if grid is None:
             return suggest_params(trial)
-        combo = {k: trial.suggest_categorical(k, values) for k, values in self.grid.items()}
+        combo = {k: trial.suggest_categorical(k, values) for k, values in grid.items()}
         params = with_defaults(combo)
-        # Params fixed by grid defaults are not Optuna params: keep them visible anyway.
         trial.set_user_attr("fixed_params", {k: v for k, v in params.items() if k not in combo})
         return params
 
     def splits_for(self, params: dict[str, Any]) -> Splits:
-        """A grid may name ``device`` per run: copy the data there once and reuse it."""
+        """A grid may name ``device`` per run: the data is copied there once."""
         device = params.get("device", self.splits.device.type)
-        if device not in self._device_splits:
-            from search.device import resolve_device
+        if device not in self._moved:
+            self._moved[device] = self.splits.to(device)
+        return self._moved[device]
 
-            target = resolve_device(device)
-            moved = {
-                name: tuple(t.to(target) for t in getattr(self.splits, name))
-                for name in ("train", "val", "test", "probe")
-            }
-            self._device_splits[device] = Splits(
-                **moved, mean=self.splits.mean, std=self.splits.std, device=target
-            )
-        return self._device_splits[device]
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        if self.claim is not None:
-            self.claim.release()  # the trial is ours now: let other workers ask
-        params = self.params(trial)
-        spec = spec_from_params(params, self.epochs, self.seed + trial.number, self.steps)
-        splits = self.splits_for(params)
-        run_id = self.tracker.start_trial(trial, params) if self.tracker else None
-        if run_id:
-            trial.set_user_attr("mlflow_run_id", run_id)
-        try:
-            value = self._train(trial, spec, splits)
-        except optuna.TrialPruned:
-            self._end(trial, "PRUNED", None)
-            raise
-        except BaseException as exc:
-            self._end(trial, "FAIL", None, killed=isinstance(exc, KeyboardInterrupt))
-            raise
-        self._end(trial, "COMPLETE", value)
-        return value
-
-    def _end(self, trial: optuna.Trial, state: str, value: float | None, killed=False) -> None:
-        if self.tracker is not None:
-            self.tracker.end_trial(trial, state, value, killed=killed)
-
-    def _train(self, trial: optuna.Trial, spec: TrialSpec, splits: Splits) -> float:
+    def train(self, trial: optuna.Trial, spec: TrialSpec, splits: Splits) -> float:
         torch.manual_seed(spec.train.seed)
         model = build_model(spec.model)
-        trial.set_user_attr("n_parameters", count_parameters(model))
-        trial.set_user_attr("device", splits.device.type)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        for key, value in (
+            ("n_parameters", count_parameters(model)),
+            ("device", splits.device.type),
+            ("worker", f"{socket.gethostname()}:{os.getpid()}"),
+        ):
+            trial.set_user_attr(key, value)
         history: list[dict[str, float]] = []
-        over_budget = False
-
-        def on_step(m: StepMetrics) -> bool:
-            nonlocal over_budget
-            history.append(asdict(m))
-            trial.report(m.val_accuracy, m.step)
-            trial.set_user_attr("history", history)
-            if self.tracker is not None:
-                self.tracker.log_step(trial, m)
-            if self.on_step is not None:
-                self.on_step(trial.number, m)
-            steps_left = len_steps - m.step
-            over_budget = not self.budget.allows(m.step_seconds * steps_left * 1.1)
-            # The last step is the full budget: a finished trial is COMPLETE, not PRUNED.
-            return steps_left > 0 and (over_budget or trial.should_prune())
-
-        len_steps = spec.train.steps or spec.train.epochs
+        reporter = _Reporter(self, trial, history, spec.train.steps or spec.train.epochs)
         start = time.perf_counter()
-        probe = splits.probe if self.grid is None else None  # a grid reports whole epochs
+        probe = splits.probe if self.settings.grid is None else None  # a grid reports epochs
         try:
-            result = train(model, splits.train, spec.train, splits.val, probe, on_step)
+            result = train(model, splits.train, spec.train, splits.val, probe, reporter)
         except Diverged as exc:
             trial.set_user_attr("diverged", str(exc))
             raise optuna.TrialPruned(f"diverged: {exc}") from None
         finally:
-            trial.set_user_attr("train_seconds", round(time.perf_counter() - start, 3))
-            images = round(history[-1]["epoch"] * len(splits.train[1])) if history else 0
-            trial.set_user_attr("train_images", images)
-            trial.set_user_attr("step_seconds", [round(h["step_seconds"], 3) for h in history])
-        if result.stopped_early:
+            _record_time(trial, history, start, len(splits.train[1]))
+        try:
+            if result.stopped_early:
+                if reporter.over_budget:
+                    trial.set_user_attr("stopped", "budget: it could not finish in the time left")
+                raise optuna.TrialPruned(f"pruned after step {result.last.step}")
+            self._completed(trial, spec, model, result)
+            return result.last.val_accuracy
+        finally:
             del model
             release_memory(splits.device)
-            if over_budget:
-                trial.set_user_attr("stopped", "budget: it could not finish in the time left")
-            raise optuna.TrialPruned(f"pruned after step {result.last.step}")
-        value = result.last.val_accuracy
-        self._keep_if_best(trial, value, spec, model, splits, result.val_predictions)
-        del model
-        release_memory(splits.device)
-        return value
 
-    def _keep_if_best(self, trial, value: float, spec: TrialSpec, model, splits, predicted):
-        """Weights in memory when best in this process; when best in the study, also its
-        checkpoint in MLflow and its pictures as Optuna artifacts (while it still runs)."""
+    def _completed(self, trial, spec: TrialSpec, model, result: TrainResult) -> None:
+        value = result.last.val_accuracy
         beats_process = self.best is None or value > self.best.value
         beats_study = _beats_study(trial, value)
-        if beats_study and self.artifacts is not None:
-            upload_trial_pictures(self.artifacts, trial, predicted, splits)
-        if not (beats_process or (beats_study and self.tracker is not None)):
-            return
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         if beats_process:
             self.best = BestWeights(trial.number, value, spec, state)
-        if beats_study and self.tracker is not None:
-            self.tracker.save_checkpoint(trial, spec, state)
+        done = Completed(trial, value, spec, state, result.val_predictions, beats_study)
+        for hook in self.hooks:
+            hook.completed(done)
+
+    def _ended(self, trial, state: str, value: float | None, killed: bool = False) -> None:
+        for hook in self.hooks:
+            hook.ended(trial, state, value, killed)
+
+
+class _Reporter:
+    """The trainer's per-step callback: report, record, tell the hooks, ask the pruner."""
+
+    def __init__(self, objective: Objective, trial, history: list, steps: int) -> None:
+        self.objective, self.trial, self.history, self.steps = objective, trial, history, steps
+        self.over_budget = False
+
+    def __call__(self, m: StepMetrics) -> bool:
+        self.history.append(asdict(m))
+        self.trial.report(m.val_accuracy, m.step)
+        self.trial.set_user_attr("history", self.history)
+        for hook in self.objective.hooks:
+            hook.step(self.trial, m)
+        steps_left = self.steps - m.step
+        self.over_budget = not self.objective.budget.allows(m.step_seconds * steps_left * 1.1)
+        # The last step is the full budget: a finished trial is COMPLETE, not PRUNED.
+        return steps_left > 0 and (self.over_budget or self.trial.should_prune())
+
+
+def _record_time(trial: optuna.Trial, history: list[dict], start: float, n_train: int) -> None:
+    trial.set_user_attr("train_seconds", round(time.perf_counter() - start, 3))
+    trial.set_user_attr("train_images", round(history[-1]["epoch"] * n_train) if history else 0)
+    trial.set_user_attr("step_seconds", [round(h["step_seconds"], 3) for h in history])
 
 
 def _beats_study(trial: optuna.Trial, value: float) -> bool:

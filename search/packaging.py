@@ -39,12 +39,14 @@ def signature() -> ModelSignature:
     """Images (N, 1, 28, 28) float32 in [0, 1] in; one row per image out."""
     return ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 1, 28, 28))]),
-        outputs=Schema([
-            ColSpec("long", "class_index"),
-            ColSpec("string", "class_name"),
-            ColSpec(Array("double"), "probabilities"),
-        ]),
-    )  # fmt: skip
+        outputs=Schema(
+            [
+                ColSpec("long", "class_index"),
+                ColSpec("string", "class_name"),
+                ColSpec(Array("double"), "probabilities"),
+            ]
+        ),
+    )
 
 
 class _ChampionFlavor:

@@ -1,8 +1,9 @@
 """Progress on the terminal: one bar over trials, the current step and best-so-far beside it,
 then the final fit's epochs.
 
-``--quiet`` turns it off (scripts, CI logs). Optuna's per-trial INFO lines are silenced in
-``search.run``: the bar says the same in one line.
+``--quiet`` turns it off (scripts, CI logs). Optuna's per-trial INFO lines are silenced
+(``search.quiet``): the bar says the same in one line. It follows trials as one of the
+objective's hooks.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import optuna
 from tqdm import tqdm
 
+from search.objective import TrialHooks
 from search.train import StepMetrics
 
 
-class Progress:
+class Progress(TrialHooks):
     def __init__(self, total: int, done: int, steps: int, quiet: bool) -> None:
         self.steps, self.quiet = steps, quiet
         self.bar = (
@@ -21,9 +23,10 @@ class Progress:
         )
         self.best: float | None = None
 
-    def on_step(self, trial_number: int, m: StepMetrics) -> None:
+    def step(self, trial: optuna.Trial, m: StepMetrics) -> None:
         if self.bar is None:
             return
+        trial_number = trial.number
         best = f" best {self.best:.4f}" if self.best is not None else ""
         self.bar.set_postfix_str(
             f"trial {trial_number} step {m.step}/{self.steps} val {m.val_accuracy:.4f}{best}"

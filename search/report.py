@@ -18,8 +18,16 @@ if TYPE_CHECKING:  # pandas takes half a second to import: only where a table is
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
     """``study.trials_dataframe()`` plus durations in seconds, without the bulky history."""
-    attrs = ("number", "value", "state", "params", "user_attrs", "datetime_start",
-             "datetime_complete", "duration")  # fmt: skip
+    attrs = (
+        "number",
+        "value",
+        "state",
+        "params",
+        "user_attrs",
+        "datetime_start",
+        "datetime_complete",
+        "duration",
+    )
     frame = study.trials_dataframe(attrs=attrs)
     if frame.empty:
         return frame
@@ -48,11 +56,17 @@ def grid_rows(study: optuna.Study, grid: dict[str, list]) -> pd.DataFrame:
         run_duration = 0.0
         for h in t.user_attrs.get("history", []):
             run_duration += h["step_seconds"]  # grid mode reports once per epoch
-            rows.append({
-                "run": order.get(combo), "epoch": round(h["epoch"]), "loss": h["train_loss"],
-                "accuracy": h["train_accuracy"], "epoch duration": h["step_seconds"],
-                "run duration": run_duration, **dict(combo),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "run": order.get(combo),
+                    "epoch": round(h["epoch"]),
+                    "loss": h["train_loss"],
+                    "accuracy": h["train_accuracy"],
+                    "epoch duration": h["step_seconds"],
+                    "run duration": run_duration,
+                    **dict(combo),
+                }
+            )
     return run_table(rows, list(grid))
 
 
@@ -61,6 +75,7 @@ class Summary:
     study_name: str
     storage: str  # masked
     counts: dict[str, int]
+    ended: str  # what ended the study, in the words of the flag that did it
     wall_seconds: float
     best_trial: int | None = None
     best_params: dict = field(default_factory=dict)
@@ -69,9 +84,6 @@ class Summary:
     model_note: str = ""
     tracking: str = ""
     files: list[Path] = field(default_factory=list)
-    stopped: str = "done"  # done, timeout, budget, interrupted, worker failed (...)
-    ended: str = "done"  # the same in the words of the flag that ended the study
-    final_seconds: float | None = None
 
     def lines(self) -> list[str]:
         c = self.counts

@@ -51,10 +51,20 @@ SEARCH_SCHEDULES = ("onecycle", "cosine")
 # schedule every trial uses (the article kept the rate fixed). It used no weight decay; 1e-6
 # is the floor of the log-uniform range, which cannot hold 0.
 WARM_START: dict[str, Any] = {
-    "lr": 0.01, "batch_size": 64, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 1e-6,
-    "schedule": "cosine", "arch": "cnn", "n_layers": 3, "batch_norm": True, "dropout": 0.4,
-    "channels": 32, "head_dim": 512, "head_layers": 2,
-}  # fmt: skip
+    "lr": 0.01,
+    "batch_size": 64,
+    "optimizer": "sgd",
+    "momentum": 0.9,
+    "weight_decay": 1e-6,
+    "schedule": "cosine",
+    "arch": "cnn",
+    "n_layers": 3,
+    "batch_norm": True,
+    "dropout": 0.4,
+    "channels": 32,
+    "head_dim": 512,
+    "head_layers": 2,
+}
 # The article exactly, as the baseline trains it: its fixed rate and no weight decay (not a
 # point of the search space, which always anneals).
 ARTICLE: dict[str, Any] = {**WARM_START, "schedule": "constant", "weight_decay": 0.0}
@@ -101,8 +111,16 @@ def spec_from_params(
     params: dict[str, Any], epochs: int, seed: int, steps: int | None = None
 ) -> TrialSpec:
     """Model and training configs from a flat params dict; missing keys take config defaults."""
-    keys = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "shuffle", "schedule",
-            "augment")  # fmt: skip
+    keys = (
+        "optimizer",
+        "lr",
+        "momentum",
+        "weight_decay",
+        "batch_size",
+        "shuffle",
+        "schedule",
+        "augment",
+    )
     model = model_config(params)
     # BatchNorm cannot train on a final batch of one image: drop the partial batch instead.
     drop_last = (

@@ -7,7 +7,7 @@
   several processes on one machine; Optuna 5 has no heartbeats there).
 
 ``claim_lock(storage, study)`` serializes "look at the study, then ask for a trial" across
-workers (PostgreSQL advisory lock, MySQL ``GET_LOCK``, or an ``fcntl`` lock beside a
+workers (PostgreSQL advisory lock, MySQL ``GET_LOCK``, or a ``filelock`` lock beside a
 file-based storage). Under it a worker can count the finished and running trials and take
 exactly the work that is left: N trials in total over K workers, and each grid combination
 once. The lock is released as soon as the trial is claimed, never held while training.
@@ -15,13 +15,14 @@ once. The lock is released as soon as the trial is claimed, never held while tra
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import sqlite3
+import tempfile
 import warnings
 from pathlib import Path
 
+import filelock
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -74,7 +75,7 @@ def check_storage(url: str) -> None:
         elif not url.startswith("sqlite:"):
             check_password_form(url)
             _check_server(url)
-    except Exception as exc:  # noqa: BLE001 - drivers raise anything; the user gets one line
+    except Exception as exc:  # drivers raise anything; the user gets one line
         raise StorageError(
             f"--storage {mask_url(url)}: cannot open: {_first_line(exc, url)}"
         ) from None
@@ -137,7 +138,7 @@ def open_storage(
         with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return _rdb(url, path is not None, heartbeat_interval)
-    except Exception as exc:  # noqa: BLE001 - drivers raise anything; the user gets one line
+    except Exception as exc:  # drivers raise anything; the user gets one line
         raise StorageError(
             f"--storage {mask_url(url)}: cannot open: {_first_line(exc, url)}"
         ) from None
@@ -151,12 +152,10 @@ def _rdb(url: str, sqlite: bool, heartbeat_interval: int) -> RDBStorage:
     from sqlalchemy import create_engine
 
     engine = create_engine(url)
-    lock = _SqlLock(engine, "fashion-search:schema")
-    lock.acquire()
     try:
-        return _rdb_storage(url, sqlite, heartbeat_interval)
+        with SqlLock(engine, "fashion-search:schema"):
+            return _rdb_storage(url, sqlite, heartbeat_interval)
     finally:
-        lock.release()
         engine.dispose()
 
 
@@ -182,45 +181,72 @@ def _first_line(exc: BaseException, url: str) -> str:
     return scrub(text[0] if text else type(exc).__name__, url)
 
 
-class _FileLock:
-    def __init__(self, path: Path) -> None:
-        self.path, self.handle = path, None
+class Lock:
+    """``with lock:`` takes it, leaving the block gives it back, and ``release()`` may give it
+    back earlier (as the objective does once its trial is claimed); releasing twice is fine."""
 
-    def acquire(self) -> None:
-        self.handle = open(self.path, "a")  # noqa: SIM115 - held across calls on purpose
-        fcntl.flock(self.handle, fcntl.LOCK_EX)
+    def __init__(self) -> None:
+        self.held = False
+
+    def __enter__(self) -> Lock:
+        self._acquire()
+        self.held = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
     def release(self) -> None:
-        if self.handle is not None:
-            fcntl.flock(self.handle, fcntl.LOCK_UN)
-            self.handle.close()
-            self.handle = None
+        if self.held:
+            self.held = False
+            self._release()
+
+    def _acquire(self) -> None:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        raise NotImplementedError
 
 
-class _SqlLock:
-    """A database-wide named lock held on one dedicated connection."""
+class FileLock(Lock):
+    """An exclusive lock on a file beside the storage (``filelock``: portable, waits)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self._lock = filelock.FileLock(str(path), is_singleton=False)
+
+    def _acquire(self) -> None:
+        self._lock.acquire()
+
+    def _release(self) -> None:
+        self._lock.release()
+
+
+class SqlLock(Lock):
+    """A database-wide named lock held on one dedicated connection: PostgreSQL's advisory
+    lock, MySQL's ``GET_LOCK``."""
 
     def __init__(self, engine, key: str) -> None:
+        super().__init__()
         self.engine, self.key, self.conn = engine, key, None
-        self.dialect = engine.dialect.name
+        self.postgres = engine.dialect.name == "postgresql"
         self.number = int(hashlib.sha1(key.encode()).hexdigest()[:15], 16)
 
-    def acquire(self) -> None:
+    def _acquire(self) -> None:
         from sqlalchemy import text
 
         self.conn = self.engine.connect()
-        if self.dialect == "postgresql":
+        if self.postgres:
             self.conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self.number})
         else:
             # A day is "until granted" without relying on how a server reads -1.
             self.conn.execute(text("SELECT GET_LOCK(:k, 86400)"), {"k": self.key[:64]})
 
-    def release(self) -> None:
-        if self.conn is None:
-            return
+    def _release(self) -> None:
         from sqlalchemy import text
 
-        if self.dialect == "postgresql":
+        if self.postgres:
             self.conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.number})
         else:
             self.conn.execute(text("SELECT RELEASE_LOCK(:k)"), {"k": self.key[:64]})
@@ -228,28 +254,12 @@ class _SqlLock:
         self.conn = None
 
 
-class ClaimLock:
-    """``with lock:`` acquires; ``release()`` may be called early (idempotent)."""
-
-    def __init__(self, impl) -> None:
-        self.impl = impl
-
-    def __enter__(self) -> ClaimLock:
-        self.impl.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-    def release(self) -> None:
-        self.impl.release()
-
-
-def claim_lock(storage: optuna.storages.BaseStorage, url: str, study_name: str) -> ClaimLock:
+def claim_lock(storage: optuna.storages.BaseStorage, url: str, study_name: str) -> Lock:
+    """The study's claim lock: on the database for PostgreSQL/MySQL, else a file beside it."""
     key = f"fashion-search:{study_name}"
     if isinstance(storage, RDBStorage) and sqlite_path(url) is None:
-        return ClaimLock(_SqlLock(storage.engine, key))
+        return SqlLock(storage.engine, key)
     path = journal_path(url) if is_journal(url) else sqlite_path(url)
     if path is None:  # in-memory SQLite: one process by construction
-        path = Path(f"/tmp/{hashlib.sha1(key.encode()).hexdigest()}.lock")
-    return ClaimLock(_FileLock(path.with_name(f"{path.name}.{file_stem(study_name)}.lock")))
+        path = Path(tempfile.gettempdir()) / f"{hashlib.sha1(key.encode()).hexdigest()}.lock"
+    return FileLock(path.with_name(f"{path.name}.{file_stem(study_name)}.lock"))

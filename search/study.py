@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import optuna
 from optuna.trial import TrialState
 
 from search.budget import END_SECONDS, MARGIN, Budget, slowest_rate
+from search.config import StudyConfig
 from search.grid import combinations
-from search.storage import ClaimLock
+from search.samplers import make_pruner, make_sampler
+from search.space import WARM_START
+from search.storage import Lock
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -112,11 +116,21 @@ def finished_count(study: optuna.Study, plan: StudyPlan) -> int:
     return sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
 
 
-def run_trials(study, objective, plan: StudyPlan, lock: ClaimLock, after_trial=None) -> str:
+def claimed(objective: Callable[[optuna.Trial], float], lock: Lock):
+    """``objective`` that first gives the claim lock back: once Optuna has handed us a trial
+    it is ours, and other workers may look at the study while we train."""
+
+    def run(trial: optuna.Trial) -> float:
+        lock.release()
+        return objective(trial)
+
+    return run
+
+
+def run_trials(study, objective, plan: StudyPlan, lock: Lock, after_trial=None) -> str:
     """Run trials until done, timed out or out of budget; returns 'done', 'timeout' or
     'budget'."""
     start = time.monotonic()
-    objective.claim = lock
     while True:
         if plan.timeout is not None and time.monotonic() - start >= plan.timeout:
             return "timeout"
@@ -125,11 +139,35 @@ def run_trials(study, objective, plan: StudyPlan, lock: ClaimLock, after_trial=N
             if step == "run" and not budget_allows_trial(study, plan):
                 return "budget"
             if step == "run":
-                # The objective releases the lock as soon as Optuna has claimed the trial.
-                study.optimize(objective, n_trials=1)
+                study.optimize(claimed(objective, lock), n_trials=1)
         if step == "done":
             return "done"
         if step == "wait":
             time.sleep(plan.poll_seconds)
         elif after_trial is not None:
             after_trial(study)
+
+
+def open_study(
+    config: StudyConfig, storage, epochs: int, steps: int, worker: bool
+) -> optuna.Study:
+    """Create or resume ``config.name``: the pruner over ``steps``, a sampler seeded past the
+    trials it already has (a resumed study must not replay the first seeded samples,
+    optuna#3255), and for a new search-mode study the seed article's CNN as its first trial
+    (the incumbent is never worse than the tutorial)."""
+    study = optuna.create_study(
+        study_name=config.name,
+        storage=storage,
+        direction="maximize",
+        pruner=make_pruner(config.pruner, steps),
+        load_if_exists=True,
+    )
+    trials = study.get_trials(deepcopy=False)
+    study.sampler = make_sampler(config.sampler, config.seed + len(trials))
+    settings = {"mode": "grid" if config.grid else "search", "epochs": epochs, "steps": steps}
+    for key, value in settings.items():
+        if key not in study.user_attrs:
+            study.set_user_attr(key, value)
+    if not trials and not config.grid and config.warm_start and not worker:
+        study.enqueue_trial(WARM_START, user_attrs={"warm_start": "seed article's CNN"})
+    return study

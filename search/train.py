@@ -157,9 +157,11 @@ def predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     model.eval()
     with torch.inference_mode():
         return torch.cat(
-            [model(x.contiguous(memory_format=torch.channels_last)).argmax(1)
-             for x, _ in Batches(images, images, EVAL_BATCH, shuffle=False)]
-        )  # fmt: skip
+            [
+                model(x.contiguous(memory_format=torch.channels_last)).argmax(1)
+                for x, _ in Batches(images, images, EVAL_BATCH, shuffle=False)
+            ]
+        )
 
 
 def step_ends(config: TrainConfig, batches_per_epoch: int) -> list[int]:
@@ -181,8 +183,9 @@ def train(
     images, labels = data
     model.to(device=images.device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config)
-    batches = Batches(images, labels, config.batch_size, config.shuffle, config.drop_last,
-                      config.seed)  # fmt: skip
+    batches = Batches(
+        images, labels, config.batch_size, config.shuffle, config.drop_last, config.seed
+    )
     if len(batches) == 0:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {len(labels)} train images")
     ends = step_ends(config, len(batches))
@@ -220,8 +223,15 @@ def train(
             if split is not None:
                 val_loss, val_acc, predicted = evaluate_and_predict(model, *split)
                 result.val_predictions = predicted if last else None
-            metrics = StepMetrics(step, done / len(batches), train_loss, int(correct) / seen,
-                                  val_loss, val_acc, time.perf_counter() - start)  # fmt: skip
+            metrics = StepMetrics(
+                step,
+                done / len(batches),
+                train_loss,
+                int(correct) / seen,
+                val_loss,
+                val_acc,
+                time.perf_counter() - start,
+            )
             result.history.append(metrics)
             if on_step is not None and on_step(metrics) and not last:
                 result.stopped_early = True

@@ -47,7 +47,7 @@ def mask_url(url: str) -> str:
     try:
         parsed = make_url(f"{scheme}://{user}:{MASK}@{rest}")
         return parsed.render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not an SQLAlchemy URL (an http tracking URI, say)
+    except Exception:  # not an SQLAlchemy URL (an http tracking URI, say)
         return f"{scheme}://{user}:{MASK}@{rest}"
 
 
@@ -77,8 +77,12 @@ def secrets(url: str | None) -> list[str]:
         return []
     password = parts[1].split(":", 1)[1]
     plain = urllib.parse.unquote(password)
-    spellings = {password, plain, urllib.parse.quote(password, safe=""),
-                 urllib.parse.quote(plain, safe="")}  # fmt: skip
+    spellings = {
+        password,
+        plain,
+        urllib.parse.quote(password, safe=""),
+        urllib.parse.quote(plain, safe=""),
+    }
     return sorted((s for s in spellings if s), key=len, reverse=True)
 
 
@@ -123,7 +127,7 @@ def check_tracking_uri(uri: str) -> None:
             raise ValueError(f"unknown scheme {scheme!r}; use {TRACKING_FORMS}")
     except TrackingError:
         raise
-    except Exception as exc:  # noqa: BLE001 - drivers raise anything; the user gets one line
+    except Exception as exc:  # drivers raise anything; the user gets one line
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise TrackingError(f"--tracking-uri {mask_url(uri)}: {scrub(first, uri)}") from None
 
@@ -131,9 +135,14 @@ def check_tracking_uri(uri: str) -> None:
 def _check_reachable(uri: str) -> None:
     """Fail fast, before any training, when an HTTP tracking server does not answer."""
     parts = urllib.parse.urlsplit(uri)
-    request = urllib.request.Request(parts._replace(netloc=parts.netloc.rpartition("@")[2],
-                                                    path=parts.path.rstrip("/") + "/health",
-                                                    query="", fragment="").geturl())  # fmt: skip
+    request = urllib.request.Request(
+        parts._replace(
+            netloc=parts.netloc.rpartition("@")[2],
+            path=parts.path.rstrip("/") + "/health",
+            query="",
+            fragment="",
+        ).geturl()
+    )
     if parts.username:  # credentials travel as a header, never in the URL
         token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")

@@ -1,12 +1,14 @@
 """``--workers K``: K local processes share one study; this process only supervises.
 
-Each worker is ``python -m search.run`` with the same flags plus ``--worker`` (run trials,
-skip the final evaluation), its share of the CPU threads (``--threads``), the supervisor's
-MLflow parent run, and, with ``--device cuda`` on a machine with several GPUs, one GPU each
-(``CUDA_VISIBLE_DEVICES``). Separate processes, not threads: each frees its memory when it
-ends, and the GIL is not shared. The workers coordinate only through the storage (see
-``search.study``). Ctrl-C or SIGTERM here is passed on as SIGTERM to every worker, which marks
-its running trial and ends its MLflow run before exiting.
+Each worker is ``python -m search.run`` with a command line rendered from the supervisor's
+configuration (``worker_config``): ``--worker`` (run trials, skip the final evaluation), its
+share of the CPU threads, the supervisor's MLflow parent run and deadline; the URLs travel in
+the environment (``FASHION_SEARCH_STORAGE``, ``MLFLOW_TRACKING_URI``), and with ``--device
+cuda`` on a machine with several GPUs each worker gets one (``CUDA_VISIBLE_DEVICES``).
+Separate processes, not threads: each frees its memory when it ends, and the GIL is not
+shared. The workers coordinate only through the storage (see ``search.study``). Ctrl-C or
+SIGTERM here is passed on as SIGTERM to every worker, which marks its running trial and ends
+its MLflow run before exiting.
 """
 
 from __future__ import annotations
@@ -16,36 +18,27 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 
-PRIVATE = ("--workers", "--storage", "--tracking-uri")  # flags the workers do not get on argv
-STORAGE_ENV = "FASHION_SEARCH_STORAGE"  # --storage's default, how a worker gets its URL
+from search.cli import render
+from search.config import RunConfig
+
+# Not on a child's command line: the URLs (they may hold passwords, and command lines are
+# visible to every user of a machine; ``worker_env`` carries them) and --workers itself.
+PRIVATE = ("storage", "uri", "workers")
 
 
-def worker_argv(
-    argv: list[str], threads: int, parent_run_id: str | None, deadline: float | None = None
-) -> list[str]:
-    """The supervisor's flags minus ``--workers`` and the URLs (they may hold passwords, and a
-    command line is visible to every user of the machine: ``worker_env`` carries them), plus
-    the worker's own flags."""
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg in PRIVATE:
-            skip = True
-            continue
-        if arg.startswith(tuple(f"{flag}=" for flag in PRIVATE)) or arg == "--quiet":
-            continue
-        out.append(arg)
-    out += ["--worker", "--quiet", "--threads", str(threads)]
-    if parent_run_id:
-        out += ["--parent-run-id", parent_run_id]
-    if deadline is not None:
-        out += ["--deadline", repr(deadline)]
-    return [sys.executable, "-m", "search.run", *out]
+def worker_config(config: RunConfig, parent_run_id: str | None, deadline: float | None):
+    """A child's configuration: the supervisor's, as a quiet ``--worker`` with its share of
+    the threads, the supervisor's MLflow parent run and its deadline."""
+    workers = replace(config.workers, worker=True, parent_run_id=parent_run_id, deadline=deadline)
+    return replace(config, workers=workers, output=replace(config.output, quiet=True))
+
+
+def worker_argv(config: RunConfig) -> list[str]:
+    return [sys.executable, "-m", "search.run", *render(config, leave_out=PRIVATE)]
 
 
 def worker_env(index: int, device: torch.device, urls: dict[str, str]) -> dict[str, str]:
@@ -58,19 +51,16 @@ def worker_env(index: int, device: torch.device, urls: dict[str, str]) -> dict[s
 
 
 def supervise(
-    argv: list[str],
-    workers: int,
-    threads: int,
+    config: RunConfig,
     device: torch.device,
-    parent_run_id: str | None,
-    on_tick: Callable[[], None],
     urls: dict[str, str],
-    deadline: float | None = None,
-    tick_seconds: float = 2.0,
+    on_tick: Callable[[], None],
 ) -> str:
-    """Run the workers to the end; returns 'done', 'interrupted' or 'worker failed (...)'."""
-    command = worker_argv(argv, threads, parent_run_id, deadline)
-    procs = [subprocess.Popen(command, env=worker_env(i, device, urls)) for i in range(workers)]
+    """Run ``config.workers.workers`` workers to the end (``config`` is the children's, see
+    ``worker_config``); returns 'done', 'interrupted' or 'worker failed (...)'."""
+    command = worker_argv(config)
+    count, tick_seconds = config.workers.workers, config.workers.poll_seconds
+    procs = [subprocess.Popen(command, env=worker_env(i, device, urls)) for i in range(count)]
     try:
         while alive := [p for p in procs if p.poll() is None]:
             try:

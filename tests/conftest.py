@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from data import locate_data_dir, make_splits, read_raw
-from tests.helpers import cli, free_port, wait_http
+from tests.helpers import cli, serving
 
 
 @pytest.fixture(scope="session")
@@ -33,30 +29,26 @@ def in_tmp(tmp_path, monkeypatch):
 # One epoch of 2,000 images in two steps, validated on 500, no warm-start trial (the article's
 # CNN is the most expensive point of the space), no final fit, and waiting workers look again
 # every 0.2 s: the tests that need more ask for it.
-QUICK = ["--epochs", "1", "--train-size", "2000", "--val-size", "500", "--step-images", "1000",
-         "--final-epochs", "0", "--no-warm-start", "--poll-seconds", "0.2", "--quiet",
-         "--no-mlflow"]  # fmt: skip
+QUICK = (
+    "--epochs 1 --train-size 2000 --val-size 500 --step-images 1000 --final-epochs 0 "
+    "--no-warm-start --poll-seconds 0.2 --quiet --no-mlflow"
+).split()
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """A real MLflow tracking server on loopback (sqlite backend, local artifact store)."""
     home = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
-         "--artifacts-destination", str(home / "artifacts"), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{uri}/health", timeout=120, process=proc)
+    store = [
+        "--backend-store-uri",
+        f"sqlite:///{home / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(home / "artifacts"),
+        "--workers",
+        "1",
+    ]
+    with serving("mlflow", ["server", *store], "/health") as uri:
         yield uri
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 AWKWARD = "../../escaped 'étude'"  # valid for Optuna and MLflow, unsafe as a file name

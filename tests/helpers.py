@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,11 +10,18 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 
 ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by set-up
+# Headless Chromium as root in a closed network: no sandbox, no GPU, no calls home.
+CHROMIUM_FLAGS = (
+    "--no-sandbox --disable-gpu --disable-background-networking --disable-component-update "
+    "--disable-sync --no-first-run"
+).split()
 
 
 def cli_command(args: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -24,8 +32,9 @@ def cli_command(args: list[str]) -> tuple[list[str], dict[str, str]]:
 
 def cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     command, env = cli_command(args)
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _as_in_a_terminal() -> None:
@@ -37,15 +46,54 @@ def _as_in_a_terminal() -> None:
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
     """``python -m search.run ARGS`` in the background, output captured, as from a terminal."""
     command, env = cli_command(args)
-    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_as_in_a_terminal)  # fmt: skip
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_as_in_a_terminal,
+    )
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(
+    program: str,
+    args: list[str],
+    ready: str,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    timeout: float = 120,
+) -> Iterator[str]:
+    """``program`` (a command of this venv: mlflow, optuna-dashboard) with ``args``, on a free
+    port of 127.0.0.1, until the block ends; yields its base URL once ``ready`` (a path)
+    answers."""
+    port = free_port()
+    command = [
+        str(Path(sys.executable).with_name(program)),
+        *args,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base + ready, timeout=timeout, process=proc)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def wait_http(url: str, timeout: float = 60.0, process=None) -> bytes:

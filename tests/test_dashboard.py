@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 from tests.conftest import AWKWARD
-from tests.helpers import free_port, wait_http
+from tests.helpers import serving, wait_http
 
 
 def test_dashboard_serves_study_trials_and_intermediate_values(finished):
     cwd, _ = finished
-    port = free_port()
-    dashboard = Path(sys.executable).with_name("optuna-dashboard")
-    proc = subprocess.Popen(
-        [str(dashboard), "sqlite:///optuna.db", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        base = f"http://127.0.0.1:{port}/api/studies"
-        summaries = json.loads(wait_http(base, process=proc))["study_summaries"]
+    with serving(
+        "optuna-dashboard", ["sqlite:///optuna.db"], "/api/studies", cwd=cwd
+    ) as dashboard:
+        base = f"{dashboard}/api/studies"
+        summaries = json.loads(wait_http(base))["study_summaries"]
         assert [s["study_name"] for s in summaries] == [AWKWARD]
         detail = json.loads(wait_http(f"{base}/{summaries[0]['study_id']}"))
         assert len(detail["trials"]) == 3
@@ -30,6 +23,3 @@ def test_dashboard_serves_study_trials_and_intermediate_values(finished):
             assert steps == list(range(1, len(steps) + 1)) and 1 <= len(steps) <= 4
         assert len(detail["trials"][0]["intermediate_values"]) == 4  # never pruned
         assert {"lr", "optimizer", "arch"} <= {p["name"] for p in detail["trials"][0]["params"]}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

@@ -9,6 +9,8 @@ import pytest
 
 from search.grid import GridError, combinations, load_grid, run_table, with_defaults
 
+# RunManager's columns, before one per run parameter (the tutorial's results table).
+RUN_MANAGER = ["run", "epoch", "loss", "accuracy", "epoch duration", "run duration"]
 SWEEP = {"lr": [0.01], "batch_size": [1000, 2000], "shuffle": [True, False]}
 
 
@@ -66,12 +68,25 @@ def test_missing_grid_file(tmp_path):
 
 def test_run_table_columns_and_order():
     rows = [
-        {"run": 1, "epoch": 1, "loss": 0.9, "accuracy": 0.6, "epoch duration": 1.0,
-         "run duration": 1.0, "lr": 0.01},
-        {"run": 2, "epoch": 1, "loss": 0.5, "accuracy": 0.8, "epoch duration": 1.0,
-         "run duration": 1.0, "lr": 0.1},
-    ]  # fmt: skip
+        {
+            "run": 1,
+            "epoch": 1,
+            "loss": 0.9,
+            "accuracy": 0.6,
+            "epoch duration": 1.0,
+            "run duration": 1.0,
+            "lr": 0.01,
+        },
+        {
+            "run": 2,
+            "epoch": 1,
+            "loss": 0.5,
+            "accuracy": 0.8,
+            "epoch duration": 1.0,
+            "run duration": 1.0,
+            "lr": 0.1,
+        },
+    ]
     table = run_table(rows, ["lr"])
-    assert list(table.columns) == [
-        "run", "epoch", "loss", "accuracy", "epoch duration", "run duration", "lr"]  # fmt: skip
+    assert list(table.columns) == [*RUN_MANAGER, "lr"]
     assert table["run"].tolist() == [2, 1]

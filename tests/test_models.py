@@ -92,7 +92,9 @@ def test_seed_network_layout():
     linears = [m for m in plain if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(192, 120), (120, 60), (60, 10)]
     assert [type(m).__name__ for m in bn if "BatchNorm" in type(m).__name__] == [
-        "BatchNorm2d", "BatchNorm1d"]  # fmt: skip
+        "BatchNorm2d",
+        "BatchNorm1d",
+    ]
     # Same seed, same shared layers: the first conv starts identical in both variants.
     assert torch.equal(plain[0].weight, bn[0].weight)
 
@@ -130,10 +132,12 @@ def test_build_model_rejects_unknown_config():
 
 @pytest.mark.parametrize(
     "config",
-    [MLPConfig(n_layers=2, hidden_dim=8, batch_norm=True, dropout=0.2),
-     CNNConfig(n_layers=2, channels=4, dropout=0.3, head_layers=2),
-     SeedNetConfig("batch_norm")],
-)  # fmt: skip
+    [
+        MLPConfig(n_layers=2, hidden_dim=8, batch_norm=True, dropout=0.2),
+        CNNConfig(n_layers=2, channels=4, dropout=0.3, head_layers=2),
+        SeedNetConfig("batch_norm"),
+    ],
+)
 def test_standalone_is_plain_torch_normalizes_itself_and_trains(config, tmp_path):
     torch.manual_seed(0)
     inner = build_model(config).eval()

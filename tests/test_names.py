@@ -25,18 +25,26 @@ def test_safe_names_keep_their_form_and_different_names_never_share_a_file():
 
 @pytest.mark.parametrize(
     "name, problem",
-    [("", "must not be empty"), ("   ", "must not be empty"),
-     ("two\nlines", "control characters"), ("x" * 513, "513 characters long; at most 512")],
-)  # fmt: skip
+    [
+        ("", "must not be empty"),
+        ("   ", "must not be empty"),
+        ("two\nlines", "control characters"),
+        ("x" * 513, "513 characters long; at most 512"),
+    ],
+)
 def test_bad_names(name, problem):
     assert problem in check_name("--study", name, 512)
 
 
 @pytest.mark.parametrize(
     "name, problem",
-    [("a/b", "cannot contain '/' or ':'"), ("a:b", "cannot contain"), ("..", "look like a path"),
-     ("", "must not be empty")],
-)  # fmt: skip
+    [
+        ("a/b", "cannot contain '/' or ':'"),
+        ("a:b", "cannot contain"),
+        ("..", "look like a path"),
+        ("", "must not be empty"),
+    ],
+)
 def test_registered_model_names_follow_mlflow(name, problem):
     assert problem in check_model_name(name)
     assert check_model_name("fashion-mnist-classifier") is None

@@ -26,11 +26,13 @@ def store(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "config",
-    [MLPConfig(n_layers=1, hidden_dim=16, batch_norm=True, dropout=0.1),
-     CNNConfig(n_layers=2, channels=4, head_dim=16, head_layers=2, dropout=0.2),
-     SeedNetConfig("batch_norm")],
+    [
+        MLPConfig(n_layers=1, hidden_dim=16, batch_norm=True, dropout=0.1),
+        CNNConfig(n_layers=2, channels=4, head_dim=16, head_layers=2, dropout=0.2),
+        SeedNetConfig("batch_norm"),
+    ],
     ids=["mlp", "cnn", "seed"],
-)  # fmt: skip
+)
 def test_logged_champion_loads_as_a_module_and_serves_readable_rows(store, config, small_splits):
     client, experiment = store
     torch.manual_seed(0)

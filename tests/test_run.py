@@ -13,13 +13,24 @@ from search.run import main
 from search.space import WARM_START
 from tests.conftest import AWKWARD, QUICK
 from tests.helpers import cli_command, kill_mid_trial, load, start, states
+from tests.test_grid import RUN_MANAGER
 
 
 def test_help_is_the_documentation():
     command, env = cli_command(["--help"])
     helped = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
-    for flag in ("--trials", "--storage", "--sampler", "--grid", "--pruner", "--train-size",
-                 "--budget", "--final-epochs", "--step-images", "--no-warm-start"):  # fmt: skip
+    for flag in (
+        "--trials",
+        "--storage",
+        "--sampler",
+        "--grid",
+        "--pruner",
+        "--train-size",
+        "--budget",
+        "--final-epochs",
+        "--step-images",
+        "--no-warm-start",
+    ):
         assert flag in helped.stdout
 
 
@@ -80,10 +91,14 @@ PROBES = [
     (["--grid", "bad.json"], "--grid bad.json: not valid json"),
     (["--device", "tpu"], "--device must be one of auto, cpu, cuda, mps, got 'tpu'"),
     (["--storage", f"postgresql://u:{SECRET}@127.0.0.1:1/x"], "--storage postgresql://u:***@"),
-    (["--storage", "postgresql://postgres:SECRET/x@127.0.0.1:1/db"],
-     "--storage postgresql://postgres:***@127.0.0.1:1/db: cannot open"),
-    (["--storage", "postgresql://postgres:p@ss@127.0.0.1:1/db"],
-     "the password holds '@': write it as %40"),
+    (
+        ["--storage", "postgresql://postgres:SECRET/x@127.0.0.1:1/db"],
+        "--storage postgresql://postgres:***@127.0.0.1:1/db: cannot open",
+    ),
+    (
+        ["--storage", "postgresql://postgres:p@ss@127.0.0.1:1/db"],
+        "the password holds '@': write it as %40",
+    ),
     (["--storage", "nonsense"], "--storage nonsense: cannot open"),
     (["--storage", "sqlite:///no/such/dir/optuna.db"], "directory no/such/dir does not exist"),
     (["--data-dir", "damaged"], "damaged/train-images-idx3-ubyte.gz: cannot be read"),
@@ -97,16 +112,20 @@ PROBES = [
     (["TRACKED", "--registered-model", "team/model"], "--registered-model cannot contain '/'"),
     (["TRACKED", "--tracking-uri", "garbage"], "--tracking-uri garbage: not a tracking URI"),
     (["TRACKED", "--tracking-uri", "http://127.0.0.1:1"], "MLflow server not reachable"),
-    (["TRACKED", "--tracking-uri", "http://bob:pw-S3cr%2Ft@127.0.0.1:1"],
-     "--tracking-uri http://bob:***@127.0.0.1:1: MLflow server not reachable"),
-    (["TRACKED", "--tracking-uri", f"http://bob:{SECRET}@127.0.0.1:1"],
-     "--tracking-uri http://bob:***@127.0.0.1:1: the password holds '/': write it as %2F"),
+    (
+        ["TRACKED", "--tracking-uri", "http://bob:pw-S3cr%2Ft@127.0.0.1:1"],
+        "--tracking-uri http://bob:***@127.0.0.1:1: MLflow server not reachable",
+    ),
+    (
+        ["TRACKED", "--tracking-uri", f"http://bob:{SECRET}@127.0.0.1:1"],
+        "--tracking-uri http://bob:***@127.0.0.1:1: the password holds '/': write it as %2F",
+    ),
     (["--budget", "0"], "--budget: must be a positive duration, got '0'"),
     (["--budget", "abc"], "--budget: must be a duration such as 600s, 10m or 1h, got 'abc'"),
     (["--final-epochs", "-1"], "--final-epochs: must be an integer >= 0, got '-1'"),
     (["--step-images", "0"], "--step-images: must be a positive integer, got '0'"),
     (["--seed", "-1"], "--seed must be in 0..2147483647, got -1"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("args, message", PROBES)
@@ -144,14 +163,22 @@ def test_grid_sweeps_from_the_seed(in_tmp, capsys):
     assert combos == sorted([(1000, True), (1000, False), (2000, True), (2000, False)])
     assert states(study) == ["COMPLETE"] * 4
     table = json.loads((in_tmp / "fashion-mnist-grid-sweep-runs.json").read_text())
-    assert list(table[0]) == ["run", "epoch", "loss", "accuracy", "epoch duration",
-                              "run duration", "lr", "batch_size", "shuffle"]  # fmt: skip
+    assert list(table[0]) == [*RUN_MANAGER, "lr", "batch_size", "shuffle"]
     accuracies = [row["accuracy"] for row in table]
     assert accuracies == sorted(accuracies, reverse=True) and len(table) == 4
 
-    (in_tmp / "nets.json").write_text(json.dumps({
-        "lr": [0.01], "batch_size": [1000], "shuffle": [True], "num_workers": [1],
-        "device": ["cpu"], "network": ["no_batch_norm", "batch_norm"]}))  # fmt: skip
+    (in_tmp / "nets.json").write_text(
+        json.dumps(
+            {
+                "lr": [0.01],
+                "batch_size": [1000],
+                "shuffle": [True],
+                "num_workers": [1],
+                "device": ["cpu"],
+                "network": ["no_batch_norm", "batch_norm"],
+            }
+        )
+    )
     assert main(["--grid", "nets.json", *QUICK]) == 0
     study = load("sqlite:///optuna.db", "fashion-mnist-grid-nets")
     assert sorted(t.params["network"] for t in study.get_trials()) == [

@@ -40,11 +40,22 @@ def test_warm_start_is_a_point_of_the_space(recwarn):
 
 def test_spec_from_params_uses_config_names():
     spec = spec_from_params(
-        {"arch": "mlp", "n_layers": 3, "hidden_dim": 64, "batch_norm": True, "dropout": 0.1,
-         "optimizer": "sgd", "lr": 0.02, "momentum": 0.5, "weight_decay": 1e-4,
-         "batch_size": 128, "shuffle": False},
-        epochs=4, seed=9,
-    )  # fmt: skip
+        {
+            "arch": "mlp",
+            "n_layers": 3,
+            "hidden_dim": 64,
+            "batch_norm": True,
+            "dropout": 0.1,
+            "optimizer": "sgd",
+            "lr": 0.02,
+            "momentum": 0.5,
+            "weight_decay": 1e-4,
+            "batch_size": 128,
+            "shuffle": False,
+        },
+        epochs=4,
+        seed=9,
+    )
     assert spec.model == MLPConfig(n_layers=3, hidden_dim=64, batch_norm=True, dropout=0.1)
     assert (spec.train.momentum, spec.train.shuffle, spec.train.epochs) == (0.5, False, 4)
     assert spec.train.drop_last, "BatchNorm models drop a partial last batch"
@@ -63,5 +74,8 @@ def test_the_baseline_trains_the_article_exactly():
     spec = spec_from_params(ARTICLE, epochs=5, seed=0)
     assert (spec.train.optimizer, spec.train.lr, spec.train.momentum) == ("sgd", 0.01, 0.9)
     assert (spec.train.schedule, spec.train.weight_decay, spec.train.batch_size) == (
-        "constant", 0.0, 64)  # fmt: skip
+        "constant",
+        0.0,
+        64,
+    )
     assert spec.model == model_config(WARM_START)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import filelock
 import pytest
 
 from search.storage import StorageError, claim_lock, open_storage
@@ -32,17 +33,22 @@ def test_journal_storage(tmp_path):
     assert type(storage).__name__ == "JournalStorage"
 
 
-def test_file_lock_is_exclusive(tmp_path):
-    """Two holders of one study's lock exclude each other (fcntl locks are per open file)."""
-    import fcntl
-
+def test_file_lock_is_exclusive_and_may_be_released_early(tmp_path):
+    """Two holders of one study's lock exclude each other; the objective's early release frees
+    it at once, and leaving the block after that is harmless."""
     url = f"sqlite:///{tmp_path / 'o.db'}"
-    storage = open_storage(url)
-    lock = claim_lock(storage, url, "s")
+    lock = claim_lock(open_storage(url), url, "s")
+    other = filelock.FileLock(str(lock.path))
     with lock:
-        probe = open(lock.impl.path, "a")  # noqa: SIM115
-        with pytest.raises(BlockingIOError):
-            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(filelock.Timeout):
+            other.acquire(timeout=0)
         lock.release()  # early release, as the objective does
-        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # now free
-        probe.close()
+        other.acquire(timeout=0)  # now free
+        other.release()
+    assert lock.path.name == "o.db.s.lock"
+
+
+def test_lock_files_use_a_safe_form_of_the_study_name(tmp_path):
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    lock = claim_lock(open_storage(url), url, "../../x y")
+    assert lock.path.parent == tmp_path and "/" not in lock.path.name.removesuffix(".lock")

@@ -11,15 +11,27 @@ from search.storage import open_storage
 from tests.conftest import QUICK
 from tests.helpers import load
 
-GOOD = {"lr": 1e-3, "batch_size": 64, "optimizer": "adam", "weight_decay": 1e-6,
-        "schedule": "cosine", "arch": "cnn", "n_layers": 1, "batch_norm": False,
-        "dropout": 0.0, "channels": 16, "head_dim": 128, "head_layers": 1}  # fmt: skip
-BAD = {**GOOD, "optimizer": "sgd", "momentum": 0.8, "lr": 1e-4}  # learns next to nothing
+GOOD = {
+    "lr": 1e-3,
+    "batch_size": 64,
+    "optimizer": "adam",
+    "weight_decay": 1e-6,
+    "schedule": "cosine",
+    "arch": "cnn",
+    "n_layers": 1,
+    "batch_norm": False,
+    "dropout": 0.0,
+    "channels": 16,
+    "head_dim": 128,
+    "head_layers": 1,
+}
+BAD = {**GOOD, "optimizer": "sgd", "momentum": 0.8, "lr": 3e-4}  # the slowest corner of the space
 
 
 def prepared(name: str, trials: list[dict]) -> optuna.Study:
-    study = optuna.create_study(study_name=name, storage=open_storage("sqlite:///optuna.db"),
-                                direction="maximize")  # fmt: skip
+    study = optuna.create_study(
+        study_name=name, storage=open_storage("sqlite:///optuna.db"), direction="maximize"
+    )
     for params in trials:
         study.enqueue_trial(params)
     return study

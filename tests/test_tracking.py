@@ -21,11 +21,10 @@ from mlflow import MlflowClient
 from data import CLASSES
 from search.run import main
 from tests.conftest import QUICK
-from tests.helpers import cli, free_port, load, wait_http
+from tests.helpers import CHROMIUM, CHROMIUM_FLAGS, cli, load, serving, wait_http
 from tests.test_study import BAD, GOOD
 
 TRACKED = [a for a in QUICK if a != "--no-mlflow"]
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +45,16 @@ def test_parent_and_child_runs_match_the_storage(server, searched):
     children = [r for r in runs if "optuna_trial_number" in r.data.tags]
     assert len(parents) == 1 and len(children) == 3
     parent = parents[0]
-    assert {"study", "storage", "sampler", "pruner", "seed", "git_commit", "torch_version",
-            "device"} <= parent.data.tags.keys()  # fmt: skip
+    assert {
+        "study",
+        "storage",
+        "sampler",
+        "pruner",
+        "seed",
+        "git_commit",
+        "torch_version",
+        "device",
+    } <= parent.data.tags.keys()
     assert parent.data.params["trials"] == "3" and parent.info.status == "FINISHED"
     assert "test_accuracy" in parent.data.metrics
     study = load(f"sqlite:///{cwd / 'optuna.db'}", "fashion-mnist")
@@ -61,12 +68,17 @@ def test_parent_and_child_runs_match_the_storage(server, searched):
         assert {k: str(v) for k, v in trial.params.items()}.items() <= run.data.params.items()
         history = client.get_metric_history(run.info.run_id, "val_accuracy")
         assert [m.step for m in history] == sorted(trial.intermediate_values)
-        assert [m.value for m in history] == [trial.intermediate_values[s] for s in sorted(
-            trial.intermediate_values)]  # fmt: skip
+        assert [m.value for m in history] == [
+            trial.intermediate_values[s] for s in sorted(trial.intermediate_values)
+        ]
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "results")}
-    assert {"results/confusion_matrix.png", "results/per_class_accuracy.json",
-            "results/test_samples.png", "results/optuna_plots.html",
-            "results/fashion-mnist-trials.csv"} <= artifacts  # fmt: skip
+    assert {
+        "results/confusion_matrix.png",
+        "results/per_class_accuracy.json",
+        "results/test_samples.png",
+        "results/optuna_plots.html",
+        "results/fashion-mnist-trials.csv",
+    } <= artifacts
 
 
 def test_final_fit_is_its_own_run_and_the_champion_names_it(server, searched):
@@ -115,9 +127,28 @@ def test_the_champion_moves_for_a_better_study_and_stays_for_a_worse_one(server,
     def study_of(name: str, params: dict) -> str:
         study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
         study.enqueue_trial(params)
-        assert main(["--trials", "1", "--study", name, "--storage", storage, *TRACKED,
-                     "--pruner", "none", "--tracking-uri", server, "--experiment", "alias",
-                     "--registered-model", "alias-model"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "--trials",
+                    "1",
+                    "--study",
+                    name,
+                    "--storage",
+                    storage,
+                    *TRACKED,
+                    "--pruner",
+                    "none",
+                    "--tracking-uri",
+                    server,
+                    "--experiment",
+                    "alias",
+                    "--registered-model",
+                    "alias-model",
+                ]
+            )
+            == 0
+        )
         return capsys.readouterr().out
 
     study_of("first-bad", BAD)
@@ -138,10 +169,27 @@ def test_pruned_trial_run_has_tag_and_its_epochs(server, tmp_path):
     study = optuna.create_study(study_name="pruning", storage=storage, direction="maximize")
     for params in [GOOD] * 5 + [BAD]:
         study.enqueue_trial(params)
-    args = ["--trials", "6", "--study", "pruning", "--storage", storage, "--pruner", "median",
-            "--epochs", "3", "--train-size", "2000", "--step-images", "2000", "--quiet",
-            "--final-epochs", "0",
-            "--tracking-uri", server]  # fmt: skip
+    args = [
+        "--trials",
+        "6",
+        "--study",
+        "pruning",
+        "--storage",
+        storage,
+        "--pruner",
+        "median",
+        "--epochs",
+        "3",
+        "--train-size",
+        "2000",
+        "--step-images",
+        "2000",
+        "--quiet",
+        "--final-epochs",
+        "0",
+        "--tracking-uri",
+        server,
+    ]
     assert main(args) == 0
     pruned = [t for t in load(storage, "pruning").get_trials() if t.state.name == "PRUNED"]
     assert pruned, "the bad trial was not pruned"
@@ -157,11 +205,9 @@ def test_browser_shows_champion_in_mlflow_ui(server, searched, tmp_path):
     assert shutil.which(CHROMIUM), "chromium is missing: run `make install`"
     from playwright.sync_api import sync_playwright
 
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
     shot = Path(os.environ.get("SCREENSHOT_DIR", tmp_path)) / "mlflow-champion.png"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=flags)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(f"{server}/#/models/fashion-mnist-classifier")
         page.get_by_text("champion").first.wait_for(timeout=60_000)
@@ -173,9 +219,21 @@ def test_browser_shows_champion_in_mlflow_ui(server, searched, tmp_path):
 
 def test_a_tiny_budget_ends_on_time_and_still_registers_a_champion(server, tmp_path):
     budget = 28  # seconds: start-up, a few trials, a one-epoch final fit and the registration
-    args = ["--trials", "500", *TRACKED, "--final-epochs", "1", "--budget", f"{budget}s",
-            "--study", "budget", "--registered-model", "budget-model",
-            "--tracking-uri", server]  # fmt: skip
+    args = [
+        "--trials",
+        "500",
+        *TRACKED,
+        "--final-epochs",
+        "1",
+        "--budget",
+        f"{budget}s",
+        "--study",
+        "budget",
+        "--registered-model",
+        "budget-model",
+        "--tracking-uri",
+        server,
+    ]
     start = time.monotonic()
     done = cli(args, tmp_path)
     elapsed = time.monotonic() - start
@@ -236,8 +294,14 @@ def test_champion_loads_in_a_project_with_its_own_models_data_and_search(
     images = raw.test_images.unsqueeze(1).float() / 255  # what ToTensor gives
     torch.save((images, raw.test_labels), tmp_path / "test.pt")
     env = {**os.environ, "MLFLOW_TRACKING_URI": server, "PYTHONPATH": str(tmp_path)}
-    done = subprocess.run([sys.executable, "use_champion.py", str(ROOT)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "use_champion.py", str(ROOT)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["ours"] == [] and result["user_packages"] == []
@@ -250,27 +314,29 @@ def test_champion_loads_in_a_project_with_its_own_models_data_and_search(
 
 def test_served_champion_answers_classes_names_and_probabilities(server, searched, raw):
     """A real ``mlflow models serve`` on 127.0.0.1, real test images over HTTP."""
-    port = free_port()
     bin_dir = str(Path(sys.executable).parent)  # uvicorn is started by name
-    env = {**os.environ, "MLFLOW_TRACKING_URI": server,
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
-    command = [str(Path(bin_dir) / "mlflow"), "models", "serve", "-m",
-               "models:/fashion-mnist-classifier@champion", "--env-manager", "local",
-               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/ping", timeout=180, process=proc)
-        images = (raw.test_images[:20].unsqueeze(1).float() / 255).numpy()
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": server,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    }
+    served = [
+        "models",
+        "serve",
+        "-m",
+        "models:/fashion-mnist-classifier@champion",
+        "--env-manager",
+        "local",
+    ]
+    images = (raw.test_images[:20].unsqueeze(1).float() / 255).numpy()
+    with serving("mlflow", served, "/ping", env=env, timeout=180) as base:
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations",
+            f"{base}/invocations",
             data=json.dumps({"inputs": images.tolist()}).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=60) as response:
             rows = json.loads(response.read())["predictions"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     mlflow.set_tracking_uri(server)
     model = mlflow.pytorch.load_model("models:/fashion-mnist-classifier@champion").eval()
     with torch.no_grad():
@@ -285,16 +351,9 @@ def test_served_champion_answers_classes_names_and_probabilities(server, searche
 def test_dashboard_shows_the_pictures_of_the_best_trial_and_the_champion(searched):
     """optuna-dashboard with --artifact-dir serves the PNGs uploaded beside the study."""
     cwd = searched[0]
-    port = free_port()
-    dashboard = Path(sys.executable).with_name("optuna-dashboard")
-    proc = subprocess.Popen(
-        [str(dashboard), "sqlite:///optuna.db", "--artifact-dir", "optuna-artifacts",
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        base = f"http://127.0.0.1:{port}"
-        summaries = json.loads(wait_http(f"{base}/api/studies", process=proc))["study_summaries"]
+    args = ["sqlite:///optuna.db", "--artifact-dir", "optuna-artifacts"]
+    with serving("optuna-dashboard", args, "/api/studies", cwd=cwd) as base:
+        summaries = json.loads(wait_http(f"{base}/api/studies"))["study_summaries"]
         study_id = summaries[0]["study_id"]
         detail = json.loads(wait_http(f"{base}/api/studies/{study_id}"))
         best = load(f"sqlite:///{cwd / 'optuna.db'}", "fashion-mnist").best_trial
@@ -306,6 +365,3 @@ def test_dashboard_shows_the_pictures_of_the_best_trial_and_the_champion(searche
         artifact = on_trial["validation_confusion_matrix.png"]["artifact_id"]
         png = wait_http(f"{base}/artifacts/{study_id}/{trial['trial_id']}/{artifact}")
         assert png.startswith(b"\x89PNG")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

@@ -74,8 +74,15 @@ def test_non_finite_loss_stops_with_reason(small_splits):
 
 @pytest.mark.parametrize("schedule", ["constant", "onecycle", "cosine"])
 def test_cpu_determinism(small_splits, schedule):
-    config = TrainConfig(optimizer="adam", lr=1e-3, epochs=2, batch_size=128, steps=3,
-                         schedule=schedule, augment=True)  # fmt: skip
+    config = TrainConfig(
+        optimizer="adam",
+        lr=1e-3,
+        epochs=2,
+        batch_size=128,
+        steps=3,
+        schedule=schedule,
+        augment=True,
+    )
     model_config = CNNConfig(n_layers=1, channels=4, dropout=0.1)
     a = fit(small_splits, model_config, config)[1].history
     b = fit(small_splits, model_config, config)[1].history

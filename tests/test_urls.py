@@ -12,9 +12,12 @@ PASSWORDS = ["s3cret", "SECRET/x", "p@ss", "a:b", "p%40ss", "two words", "pässw
 @pytest.mark.parametrize("password", PASSWORDS)
 @pytest.mark.parametrize(
     "template",
-    ["postgresql://bob:{}@db.example:5432/optuna", "mysql+pymysql://root:{}@127.0.0.1/x",
-     "http://alice:{}@127.0.0.1:5000"],
-)  # fmt: skip
+    [
+        "postgresql://bob:{}@db.example:5432/optuna",
+        "mysql+pymysql://root:{}@127.0.0.1/x",
+        "http://alice:{}@127.0.0.1:5000",
+    ],
+)
 def test_mask_hides_every_password(template, password):
     url = template.format(password)
     masked = mask_url(url)
@@ -24,8 +27,14 @@ def test_mask_hides_every_password(template, password):
 
 
 def test_urls_without_a_password_are_unchanged():
-    for url in ("sqlite:///optuna.db", "journal:./s.journal", "mysql+pymysql://root@h/db",
-                "http://127.0.0.1:5000", "postgresql://bob@db/x", "garbage"):  # fmt: skip
+    for url in (
+        "sqlite:///optuna.db",
+        "journal:./s.journal",
+        "mysql+pymysql://root@h/db",
+        "http://127.0.0.1:5000",
+        "postgresql://bob@db/x",
+        "garbage",
+    ):
         assert mask_url(url) == url
 
 
@@ -39,10 +48,13 @@ def test_scrub_removes_every_spelling_of_the_password():
 
 @pytest.mark.parametrize(
     "uri, message",
-    [("garbage", "not a tracking URI"), ("./runs", "not a tracking URI"),
-     ("ftp://host/x", "unknown scheme 'ftp'"),
-     ("sqlite:////no/such/dir/mlflow.db", "directory /no/such/dir does not exist")],
-)  # fmt: skip
+    [
+        ("garbage", "not a tracking URI"),
+        ("./runs", "not a tracking URI"),
+        ("ftp://host/x", "unknown scheme 'ftp'"),
+        ("sqlite:////no/such/dir/mlflow.db", "directory /no/such/dir does not exist"),
+    ],
+)
 def test_bad_tracking_uris_are_refused_without_writing(uri, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)

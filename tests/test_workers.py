@@ -19,26 +19,10 @@ from mlflow import MlflowClient
 from tests.helpers import cli, kill_mid_trial, load, start
 
 SECRET = "pw-never-printed"  # trust auth ignores it; it is here to prove it is masked
-QUICK = [
-    "--epochs",
-    "2",
-    "--train-size",
-    "2000",
-    "--val-size",
-    "500",
-    "--step-images",
-    "1000",
-    "--final-epochs",
-    "0",
-    "--no-warm-start",
-    "--poll-seconds",
-    "0.2",
-    "--quiet",
-    "--heartbeat",
-    "1",
-    "--threads",
-    "1",
-]  # fmt: skip  (two processes, two cores)
+QUICK = (
+    "--epochs 2 --train-size 2000 --val-size 500 --step-images 1000 --final-epochs 0 "
+    "--no-warm-start --poll-seconds 0.2 --quiet --heartbeat 1 --threads 1"
+).split()  # --threads 1: two processes, two cores
 
 
 @pytest.fixture
@@ -85,8 +69,11 @@ def everything_mlflow_holds(client: MlflowClient, experiment: str, model: str, t
     for run in runs:
         texts += [json.dumps(run.data.params), json.dumps(run.data.tags)]
         local = client.download_artifacts(run.info.run_id, "", str(tmp / run.info.run_id))
-        texts += [p.read_bytes().decode("utf-8", "replace") for p in Path(local).rglob("*")
-                  if p.is_file()]  # fmt: skip
+        texts += [
+            p.read_bytes().decode("utf-8", "replace")
+            for p in Path(local).rglob("*")
+            if p.is_file()
+        ]
     for version in client.search_model_versions(f"name='{model}'"):
         texts += [json.dumps(version.tags), version.description or ""]
     return "\n".join(texts)
@@ -98,9 +85,21 @@ def test_two_workers_share_six_trials_and_no_password_is_ever_shown(pg_url, serv
     Optuna attribute is searched for any piece of them."""
     storage = pg_url.replace(f":{SECRET}@", f":{STORAGE_PASSWORD}@")
     tracking = f"http://ann:{TRACKING_PASSWORD}@{server.removeprefix('http://')}"
-    args = ["--storage", storage, "--study", "shared", "--trials", "6", *QUICK,
-            "--final-epochs", "1", "--tracking-uri", tracking,
-            "--registered-model", "shared-model"]  # fmt: skip
+    args = [
+        "--storage",
+        storage,
+        "--study",
+        "shared",
+        "--trials",
+        "6",
+        *QUICK,
+        "--final-epochs",
+        "1",
+        "--tracking-uri",
+        tracking,
+        "--registered-model",
+        "shared-model",
+    ]
     procs = [start(args, tmp_path), start(args, tmp_path)]
     results = finish(procs)
     assert [code for code, _, _ in results] == [0, 0], results
@@ -124,8 +123,10 @@ def test_two_workers_share_six_trials_and_no_password_is_ever_shown(pg_url, serv
     seen += [p.read_bytes().decode("utf-8", "replace") for p in tmp_path.rglob("*") if p.is_file()]
     storage_api = optuna.storages.RDBStorage(pg_url)
     study_id = storage_api.get_study_id_from_name("shared")
-    seen += [json.dumps(storage_api.get_study_user_attrs(study_id)),
-             json.dumps(storage_api.get_study_system_attrs(study_id), default=str)]  # fmt: skip
+    seen += [
+        json.dumps(storage_api.get_study_user_attrs(study_id)),
+        json.dumps(storage_api.get_study_system_attrs(study_id), default=str),
+    ]
     for t in trials:
         seen += [json.dumps(t.user_attrs, default=str), json.dumps(t.system_attrs, default=str)]
     downloads = tmp_path / "downloads"
@@ -137,8 +138,19 @@ def test_two_workers_share_six_trials_and_no_password_is_ever_shown(pg_url, serv
 
 
 def test_sigkill_mid_trial_is_retried_once(pg_url, server, tmp_path):
-    args = ["--storage", pg_url, "--study", "crash", "--trials", "4", *QUICK,
-            "--tracking-uri", server, "--registered-model", "crash-model"]  # fmt: skip
+    args = [
+        "--storage",
+        pg_url,
+        "--study",
+        "crash",
+        "--trials",
+        "4",
+        *QUICK,
+        "--tracking-uri",
+        server,
+        "--registered-model",
+        "crash-model",
+    ]
     victim, survivor = start(args, tmp_path), start(args, tmp_path)
     killed = kill_mid_trial(victim, pg_url, "crash")
     code, out, err = finish([survivor])[0]
@@ -197,8 +209,11 @@ def test_local_workers_on_default_stores_share_trials_and_honour_the_budget(tmp_
     assert 0 < len(trials) < 500 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id])
-    logged = sorted(int(r.data.tags["optuna_trial_number"]) for r in runs
-                    if "optuna_trial_number" in r.data.tags)  # fmt: skip
+    logged = sorted(
+        int(r.data.tags["optuna_trial_number"])
+        for r in runs
+        if "optuna_trial_number" in r.data.tags
+    )
     assert logged == [t.number for t in trials], "each trial logged once, by its worker"
 
 
@@ -218,10 +233,31 @@ def test_bad_postgres_url_is_one_masked_line(tmp_path, host):
     assert len(lines) == 1 and "postgres:***@" in lines[0] and SECRET not in done.stderr
 
 
-def test_worker_command_lines_carry_no_url():
-    from search.workers import worker_argv
+def test_worker_command_lines_carry_no_url_and_parse_back():
+    import search.run
+    from search.cli import parse_args
+    from search.workers import worker_argv, worker_config
 
-    argv = ["--storage", "postgresql://u:pw@h/db", "--tracking-uri=http://a:pw@h", "--workers",
-            "2", "--trials", "4"]  # fmt: skip
-    command = worker_argv(argv, threads=1, parent_run_id=None)
-    assert not any("pw" in part for part in command) and "--trials" in command
+    argv = [
+        "--storage",
+        "postgresql://u:pw@h/db",
+        "--tracking-uri=http://a:pw@h",
+        "--workers",
+        "2",
+        "--trials",
+        "4",
+        "--budget",
+        "10m",
+        "--study",
+        "s p a c e",
+    ]
+    config = parse_args(argv, search.run.__doc__)
+    child = worker_config(config, parent_run_id="abc", deadline=123.5)
+    command = worker_argv(child)
+    assert not any("pw" in part for part in command) and "--worker" in command
+    back = parse_args(command[3:], search.run.__doc__)  # after "python -m search.run"
+    assert back.study == child.study.__class__(
+        **{**vars(child.study), "storage": back.study.storage}
+    )
+    assert (back.workers.parent_run_id, back.workers.deadline) == ("abc", 123.5)
+    assert back.output.quiet and back.tracking.uri is None

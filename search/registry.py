@@ -1,0 +1,97 @@
+"""The model registry: which model is the champion, and registering a new one.
+
+The champion is the end of a study's work: the final fit's model (or, with ``--final-epochs
+0``, the best trial's own), as a standalone module (``models.export``) in the format of
+``search.packaging``. A new version gets the alias ``champion`` unless the current champion
+is at least as good (compared by the validation accuracy of the trial each came from). Several
+workers may end a study at once: ``register`` is called under the study's claim lock.
+"""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import optuna
+import torch
+from mlflow import MlflowClient
+
+from data import CLASSES
+from search.packaging import log_champion
+
+ALIAS = "champion"
+
+
+class Registry:
+    def __init__(self, client: MlflowClient, name: str) -> None:
+        self.client, self.name = client, name
+
+    def champion(self):
+        try:
+            return self.client.get_model_version_by_alias(self.name, ALIAS)
+        except mlflow.exceptions.MlflowException:
+            return None
+
+    def is_champion(self, study_name: str, trial_number: int):
+        """The registered champion if it already is this study's trial, else ``None``."""
+        current = self.champion()
+        if current is None:
+            return None
+        key = (current.tags.get("study"), current.tags.get("trial_number"))
+        return current if key == (study_name, str(trial_number)) else None
+
+    def load(self, version) -> torch.nn.Module:
+        """A registered version's model (a standalone ``nn.Sequential``)."""
+        return mlflow.pytorch.load_model(
+            f"models:/{self.name}/{version.version}", map_location="cpu"
+        )
+
+    def register(
+        self,
+        study: optuna.Study,
+        model: torch.nn.Module,
+        test_accuracy: float,
+        example: np.ndarray,
+        run_id: str,
+        final_run_id: str | None,
+    ) -> str:
+        """Log ``model`` under ``run_id`` and register it unless the current champion is as
+        good; returns a line for the summary."""
+        best = study.best_trial
+        current = self.champion()
+        if current is not None:
+            same = self.is_champion(study.study_name, best.number) is not None
+            if same or float(current.tags.get("val_accuracy", "-1")) >= best.value:
+                return f"champion unchanged: {self.name} version {current.version}"
+        info = log_champion(model, example, run_id, self.name)
+        version = str(info.registered_model_version)
+        tags = {
+            "study": study.study_name,
+            "trial_number": best.number,
+            "val_accuracy": best.value,
+            "test_accuracy": test_accuracy,
+            "params": json.dumps(best.params),
+            "final_fit_run_id": final_run_id or "none (the trial's own weights)",
+        }
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.name, version, key, str(value))
+        description = describe(study.study_name, best.number, test_accuracy)
+        self.client.update_model_version(self.name, version, description=description)
+        self.client.set_registered_model_alias(self.name, ALIAS, version)
+        return f"champion: {self.name} version {version} (alias @{ALIAS})"
+
+
+def describe(study_name: str, trial_number: int, test_accuracy: float) -> str:
+    return (
+        f"Fashion-MNIST classifier from Optuna study '{study_name}', trial {trial_number}; "
+        f"held-out test accuracy {test_accuracy:.4f}.\n\n"
+        "mlflow.pytorch.load_model('models:/<name>@champion') gives an ordinary "
+        "torch.nn.Sequential (eval(), train(), to(device), fine-tuning), built from torch.nn "
+        "layers only. Input: float32 tensor (N, 1, 28, 28) with pixels in [0, 1] (what "
+        "torchvision's ToTensor gives); its first layer, normalize, applies the training "
+        "normalization. Output: (N, 10) logits; argmax gives the class index.\n\n"
+        "mlflow models serve / mlflow.pyfunc.load_model answer one row per image: "
+        "class_index, class_name, probabilities.\n\n"
+        "Classes: " + ", ".join(f"{i} {name}" for i, name in enumerate(CLASSES))
+    )

@@ -1,0 +1,169 @@
+"""MLflow runs of one invocation: the parent run, a child run per trial, the final fit's run.
+
+Layout in the MLflow UI (experiment = ``--experiment``, default the study name):
+
+- parent run ``<study>-<time>``: tags (study, masked storage, sampler, pruner, seed, git
+  commit, torch version, device), the settings as params, and at the end the test accuracy and,
+  under ``results/``, the confusion matrix, per-class accuracy, sample predictions, trials
+  table and Optuna plots. Each invocation starts a new parent run (a resumed study gets a
+  second one); trials are never logged twice, since each trial runs in exactly one invocation.
+- child run ``trial-<n>`` per trial: params (the search-space names), per-step metrics with
+  ``step`` = the Optuna step, ``best_val_accuracy``, tags ``optuna_state`` (COMPLETE, PRUNED,
+  FAIL) and ``optuna_trial_number``; the trial holds ``mlflow_run_id``.
+- child run ``final-fit``: the best configuration trained again on train + validation (tag
+  ``source_trial``), its per-epoch training metrics and ``test_accuracy``.
+
+Everything goes through one ``MlflowClient``; pictures, dicts and HTML are logged from memory.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+
+from search.train import StepMetrics
+
+STEP_METRICS = (
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "step_seconds",
+)
+FINAL_METRICS = ("epoch", "train_loss", "train_accuracy", "step_seconds")
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=10,
+        )
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _params(values: dict[str, Any]) -> list[Param]:
+    return [Param(k, str(v)) for k, v in values.items()]
+
+
+class RunLogger:
+    """The runs of one invocation under ``parent_id`` (a ``--workers`` child is given its
+    supervisor's; anyone else starts its own with ``start_parent``)."""
+
+    def __init__(self, client: MlflowClient, experiment_id: str, parent_id: str | None) -> None:
+        self.client, self.experiment_id, self.parent_id = client, experiment_id, parent_id
+        self.trials: dict[int, str] = {}  # trial number -> run id, for this process's trials
+        self.closed: set[int] = set()  # FAIL trials whose runs are known to be ended
+        self.final_id: str | None = None
+
+    def start_parent(self, study_name: str, tags: dict[str, str], params: dict) -> None:
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"{study_name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            tags={"study": study_name, "git_commit": git_commit(), **tags},
+        )
+        self.parent_id = run.info.run_id
+        self.client.log_batch(self.parent_id, params=_params(params))
+
+    def _child(self, name: str, tags: dict[str, str], params: dict) -> str:
+        if self.parent_id:
+            tags = {**tags, "mlflow.parentRunId": self.parent_id}
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        self.client.log_batch(run.info.run_id, params=_params(params))
+        return run.info.run_id
+
+    # --- trials -----------------------------------------------------------------------------
+
+    def start_trial(self, trial: optuna.Trial, params: dict) -> str:
+        tags = {"optuna_trial_number": str(trial.number), "study": trial.study.study_name}
+        self.trials[trial.number] = self._child(f"trial-{trial.number}", tags, params)
+        return self.trials[trial.number]
+
+    def log_step(self, trial: optuna.Trial, m: StepMetrics) -> None:
+        ts = _now_ms()
+        metrics = [Metric(k, float(getattr(m, k)), ts, m.step) for k in STEP_METRICS]
+        self.client.log_batch(self.trials[trial.number], metrics=metrics)
+
+    def end_trial(self, trial: optuna.Trial, state: str, value: float | None, killed: bool):
+        run_id = self.trials.pop(trial.number, None)
+        if run_id is None:
+            return
+        self.client.set_tag(run_id, "optuna_state", state)
+        if value is not None:
+            self.client.log_metric(run_id, "best_val_accuracy", value)
+        status = "KILLED" if killed else "FAILED" if state == "FAIL" else "FINISHED"
+        self.client.set_terminated(run_id, status)
+
+    def end_orphans(self, study: optuna.Study) -> int:
+        """Runs of trials that died with their worker (SIGKILL) are still RUNNING in MLflow:
+        end them FAILED. Called by whichever worker sees the stale trial failed."""
+        ended = 0
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
+            run_id = t.user_attrs.get("mlflow_run_id")
+            if not run_id or t.number in self.trials or t.number in self.closed:
+                continue
+            self.closed.add(t.number)
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                self.client.set_tag(run_id, "optuna_state", "FAIL")
+                self.client.set_terminated(run_id, "FAILED")
+                ended += 1
+        return ended
+
+    # --- the final fit ----------------------------------------------------------------------
+
+    def start_final(self, trial_number: int, params: dict, epochs: int) -> None:
+        params = {**params, "final_epochs": epochs}
+        self.final_id = self._child("final-fit", {"source_trial": str(trial_number)}, params)
+
+    def log_final_epoch(self, m: StepMetrics) -> None:
+        ts = _now_ms()
+        metrics = [Metric(k, float(getattr(m, k)), ts, m.step) for k in FINAL_METRICS]
+        self.client.log_batch(self.final_id, metrics=metrics)
+
+    def end_final(self, test_accuracy: float) -> None:
+        if self.final_id is not None:
+            self.client.log_metric(self.final_id, "test_accuracy", test_accuracy)
+            self.client.set_terminated(self.final_id, "FINISHED")
+
+    # --- the end of the run -----------------------------------------------------------------
+
+    def log_results(
+        self,
+        metrics: dict[str, float],
+        files: list[Path] = (),
+        figures: dict[str, Any] | None = None,
+        dicts: dict[str, dict] | None = None,
+        texts: dict[str, str] | None = None,
+    ) -> None:
+        """Under ``results/`` of the parent run: ``files`` as they are, matplotlib ``figures``,
+        ``dicts`` (JSON) and ``texts`` from memory, by file name."""
+        run, ts = self.parent_id, _now_ms()
+        for path in files:
+            self.client.log_artifact(run, str(path), "results")
+        for name, figure in (figures or {}).items():
+            self.client.log_figure(run, figure, f"results/{name}")
+        for name, value in (dicts or {}).items():
+            self.client.log_dict(run, value, f"results/{name}")
+        for name, text in (texts or {}).items():
+            self.client.log_text(run, text, f"results/{name}")
+        self.client.log_batch(run, metrics=[Metric(k, v, ts, 0) for k, v in metrics.items()])
+
+    def end_parent(self, status: str) -> None:
+        if self.parent_id:
+            self.client.set_terminated(self.parent_id, status)
