@@ -51,6 +51,12 @@ class Splits:
         }
         return Splits(**moved, mean=self.mean, std=self.std, device=device)
 
+    @property
+    def nbytes(self) -> int:
+        """Memory the splits hold (for how many workers a machine can take)."""
+        tensors = (*self.train, *self.val, *self.test, *self.probe)
+        return sum(t.numel() * t.element_size() for t in tensors)
+
     def train_and_val(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All 60,000 labelled images, for the final fit once the search has chosen."""
         return torch.cat([self.train[0], self.val[0]]), torch.cat([self.train[1], self.val[1]])

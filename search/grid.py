@@ -4,17 +4,21 @@ A grid file (JSON or YAML) maps parameter names to lists of values, in order:
 
     {"lr": [0.01], "batch_size": [1000, 2000], "shuffle": [true, false]}
 
-``load_grid`` validates it (known keys, non-empty lists, right types, every combination a
-valid configuration) and ``combinations`` expands it like ``itertools.product`` (RunBuilder's
-``get_runs``). Keys not in the grid take ``GRID_DEFAULTS``: the tutorial's RunManager loop
-(Adam, lr 0.01, batch 1000, shuffled) on its ``no_batch_norm`` network, unless the grid names an
-``arch``. ``run_table`` rebuilds RunManager's per-(run, epoch) table from the trials' history.
+``load_grid`` validates it (known keys, non-empty lists, right types, every value a valid
+setting) and ``combinations`` expands it lazily like ``itertools.product`` (RunBuilder's
+``get_runs``): a grid of 10 keys x 10 values has 10**10 combinations, so its size and a
+combination's place are computed from the lists' lengths, and the product is never built.
+Keys not in the grid take ``GRID_DEFAULTS``: the tutorial's RunManager loop (Adam, lr 0.01,
+batch 1000, shuffled) on its ``no_batch_norm`` network, unless the grid names an ``arch``.
+``run_table`` rebuilds RunManager's per-(run, epoch) table from the trials' history.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,15 +88,22 @@ MODEL_KEYS = {
 }
 
 
+# A grid is a promise to run every combination once: at a second per trial, 100,000 is a day,
+# and each one is a row in the study. Beyond that the promise cannot be kept.
+MAX_GRID = 100_000
+
+
 class GridError(ValueError):
     """A grid file that cannot be used; the message is one line naming the file."""
 
 
 def _parse(path: Path) -> Any:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise GridError(f"--grid {path}: cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise GridError(f"--grid {path}: not a text file (JSON or YAML expected)") from None
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
@@ -120,20 +131,44 @@ def load_grid(path: str | Path) -> dict[str, list]:
         for v in values:
             if not check(v):
                 raise GridError(f"--grid {path}: {key} values must be {wants}, got {v!r}")
+    size = grid_size(grid)
+    if size > MAX_GRID:
+        lengths = "x".join(str(len(v)) for v in grid.values())
+        raise GridError(
+            f"--grid {path}: {size:,} combinations ({lengths}) cannot each run once; at most "
+            f"{MAX_GRID:,}: fewer values, or the search mode (TPE) for a space this large"
+        )
     if "network" in grid and MODEL_KEYS & grid.keys():
         clash = sorted(MODEL_KEYS & grid.keys())
         raise GridError(f"--grid {path}: network names a fixed net; it excludes {clash}")
-    for combo in combinations(grid):
-        try:
-            spec_from_params(with_defaults(combo), epochs=1, seed=0)
-        except ValueError as exc:
-            raise GridError(f"--grid {path}: {exc}") from None
+    first = {key: values[0] for key, values in grid.items()}
+    for key, values in grid.items():  # each value once, with the first of every other key
+        for v in values:
+            try:
+                spec_from_params(with_defaults({**first, key: v}), epochs=1, seed=0)
+            except ValueError as exc:
+                raise GridError(f"--grid {path}: {exc}") from None
     return grid
 
 
-def combinations(grid: dict[str, list]) -> list[dict[str, Any]]:
-    """RunBuilder.get_runs: the product of the lists, in order, as dicts."""
-    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+def combinations(grid: dict[str, list]) -> Iterator[dict[str, Any]]:
+    """RunBuilder.get_runs: the product of the lists, in order, as dicts, one at a time."""
+    return (dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values()))
+
+
+def grid_size(grid: dict[str, list]) -> int:
+    return math.prod(map(len, grid.values()))
+
+
+def run_number(grid: dict[str, list], combo: dict[str, Any]) -> int | None:
+    """``combo``'s place in the product (1-based, RunManager's ``run``), from the lists'
+    lengths: the last key varies fastest. ``None`` if a value is not in the grid."""
+    number = 0
+    for key, values in grid.items():
+        if combo.get(key) not in values:
+            return None
+        number = number * len(values) + values.index(combo[key])
+    return number + 1
 
 
 def with_defaults(combo: dict[str, Any]) -> dict[str, Any]:

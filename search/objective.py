@@ -29,6 +29,7 @@ import torch
 
 from data import Splits
 from models import build_model, count_parameters
+from search import feasible
 from search.budget import Budget
 from search.grid import with_defaults
 from search.space import TrialSpec, spec_from_params, suggest_params
@@ -95,9 +96,11 @@ class Objective:
         spec = spec_from_params(
             params, self.settings.epochs, self.settings.seed + trial.number, self.settings.steps
         )
+        trial.set_user_attr("worker", worker_id())  # first: a crash recovery looks for it
         for hook in self.hooks:
             hook.started(trial, params)
         try:
+            self.check(trial, params)
             value = self.train(trial, spec, self.splits_for(params))
         except optuna.TrialPruned:
             self._ended(trial, "PRUNED", None)
@@ -119,6 +122,13 @@ class Objective:
         trial.set_user_attr("fixed_params", {k: v for k, v in params.items() if k not in combo})
         return params
 
+    def check(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
+        """A configuration that cannot run here ends FAIL with the reason (``cannot_run``)."""
+        reason = feasible.why_not(params, len(self.splits.train[1]))
+        if reason is not None:
+            trial.set_user_attr("cannot_run", reason)
+            raise feasible.CannotRun(reason)
+
     def splits_for(self, params: dict[str, Any]) -> Splits:
         """A grid may name ``device`` per run: the data is copied there once."""
         device = params.get("device", self.splits.device.type)
@@ -132,7 +142,6 @@ class Objective:
         for key, value in (
             ("n_parameters", count_parameters(model)),
             ("device", splits.device.type),
-            ("worker", f"{socket.gethostname()}:{os.getpid()}"),
         ):
             trial.set_user_attr(key, value)
         history: list[dict[str, float]] = []
@@ -202,6 +211,11 @@ def _beats_study(trial: optuna.Trial, value: float) -> bool:
     """Better than every trial completed so far, in any worker (this one is not told yet)."""
     done = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     return all(value > t.value for t in done)
+
+
+def worker_id() -> str:
+    """``host:pid`` of this process: who runs a trial, and whom to check when it seems stuck."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def release_memory(device: torch.device) -> None:

@@ -48,6 +48,11 @@ class Progress(TrialHooks):
             self.bar.set_postfix_str(f"best {self.best:.4f}" if self.best is not None else "")
             self.bar.refresh()
 
+    def waiting(self, line: str) -> None:
+        """What this worker waits for while other workers finish (see ``search.recovery``)."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(line)
+
     def note(self, line: str) -> None:
         if self.bar is not None:
             self.bar.write(line)

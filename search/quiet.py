@@ -18,6 +18,8 @@ from collections.abc import Iterator
 
 import optuna
 
+from search.feasible import CannotRun
+
 
 def quiet_libraries(quiet: bool = False) -> None:
     """Optuna at WARNING (ERROR with ``--quiet``), MLflow, torch.export and alembic at ERROR,
@@ -28,16 +30,16 @@ def quiet_libraries(quiet: bool = False) -> None:
     level = optuna.logging.ERROR if quiet else optuna.logging.WARNING
     optuna.logging.set_verbosity(level)
     for handler in logging.getLogger("optuna").handlers:
-        handler.addFilter(_interrupt_without_traceback)
+        handler.addFilter(_without_traceback)
     for name in ("mlflow", "torch._export", "torch.export", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message="The number of trials is too small")
 
 
-def _interrupt_without_traceback(record: logging.LogRecord) -> bool:
-    """Optuna logs a trial stopped by Ctrl-C/SIGTERM with a traceback; a user who pressed
-    Ctrl-C needs the one line that says which trial was stopped, not where."""
-    if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+def _without_traceback(record: logging.LogRecord) -> bool:
+    """Optuna logs a trial stopped by Ctrl-C/SIGTERM, or one that cannot run here, with a
+    traceback; the user needs the one line that says which trial and why, not where."""
+    if record.exc_info and isinstance(record.exc_info[1], (KeyboardInterrupt, CannotRun)):
         record.exc_info = None
     return True
 

@@ -47,9 +47,8 @@ def save_table(frame: pd.DataFrame, stem: Path) -> list[Path]:
 
 def grid_rows(study: optuna.Study, grid: dict[str, list]) -> pd.DataFrame:
     """RunManager rows for every finished grid trial: run = combination's place in the product."""
-    from search.grid import combinations
+    from search.grid import run_number
 
-    order = {tuple(c.items()): i + 1 for i, c in enumerate(combinations(grid))}
     rows = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         combo = tuple((k, t.params.get(k)) for k in grid)
@@ -58,7 +57,7 @@ def grid_rows(study: optuna.Study, grid: dict[str, list]) -> pd.DataFrame:
             run_duration += h["step_seconds"]  # grid mode reports once per epoch
             rows.append(
                 {
-                    "run": order.get(combo),
+                    "run": run_number(grid, dict(combo)),
                     "epoch": round(h["epoch"]),
                     "loss": h["train_loss"],
                     "accuracy": h["train_accuracy"],

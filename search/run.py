@@ -19,12 +19,12 @@ holds --trials finished (COMPLETE or PRUNED) trials. Exit status: 0 done, 2 bad 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import optuna
@@ -38,17 +38,26 @@ from search.budget import END_SECONDS, END_SECONDS_UNTRACKED, Budget, process_st
 from search.cli import UsageError, parse_args
 from search.config import STORAGE_ENV, RunConfig, params
 from search.device import DeviceError, describe, resolve_device
-from search.grid import GridError, load_grid
+from search.feasible import check_grid
+from search.grid import GridError, grid_size, load_grid
 from search.names import file_stem
 from search.objective import Objective, TrialHooks, TrialSettings
 from search.progress import Progress
 from search.quiet import held_stderr, quiet_libraries
 from search.report import Summary, grid_rows, save_table, state_counts, trials_table
-from search.storage import StorageError, check_storage, claim_lock, open_storage, results_dir
-from search.study import StudyPlan, finished_count, open_study, run_trials
+from search.storage import (
+    GRACE_FACTOR,
+    StorageError,
+    check_storage,
+    claim_lock,
+    is_journal,
+    open_storage,
+    results_dir,
+)
+from search.study import CANNOT_RUN_STREAK, StudyPlan, finished_count, open_study, run_trials
 from search.train import evaluate_and_predict
 from search.urls import TrackingError, check_tracking_uri, mask_url, scrub
-from search.workers import supervise, worker_config
+from search.workers import die_with_supervisor, supervise, worker_config, workers_that_fit
 
 USER_ERRORS = (UsageError, GridError, DeviceError, DataError, StorageError, TrackingError)
 ARTIFACTS = "optuna-artifacts"  # optuna-dashboard STORAGE --artifact-dir optuna-artifacts
@@ -88,29 +97,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     quiet_libraries(config.output.quiet)
+    if config.workers.worker:
+        die_with_supervisor()
     torch.set_num_threads(config.workers.threads)
     steps = trial_steps(config, inputs.splits)
-    study = open_study(config.study, storage, config.training.epochs, steps, config.workers.worker)
-    plan = make_plan(config, inputs, make_budget(config, started))
     lock = claim_lock(storage, config.study.storage, config.study.name)
+    with lock:  # processes started together: one creates the study and enqueues the warm start
+        study = open_study(
+            config.study, storage, config.training.epochs, steps, config.workers.worker
+        )
+    plan = make_plan(config, inputs, make_budget(config, started))
     store = open_store(artifact_dir(config))
     hooks = trial_hooks(inputs, tracking, store)
     if config.workers.worker:
         return work(
             study, make_objective(config, inputs, steps, plan, hooks), plan, lock, tracking
         )
-    total = (
-        min(plan.target, math.prod(map(len, inputs.grid.values())))
-        if inputs.grid
-        else (plan.target)
-    )
+    total = min(plan.target, grid_size(inputs.grid)) if inputs.grid else plan.target
     progress = Progress(total, finished_count(study, plan), steps, config.output.quiet)
     objective = make_objective(config, inputs, steps, plan, [*hooks, progress])
     announce(config, inputs.device)
     start = time.perf_counter()
+    workers = 1
+    if config.workers.workers > 1:  # said even with --quiet: fewer workers than asked for
+        left = total - finished_count(study, plan)
+        workers, line = workers_that_fit(config.workers.workers, left, inputs.splits.nbytes)
+        if line:
+            print(line, file=sys.stderr)
     with held_stderr() if config.output.quiet else contextlib.nullcontext():
         stopped = run_study(
-            study, objective, plan, lock, config, inputs.device, tracking, progress
+            study, objective, plan, lock, config, workers, inputs.device, tracking, progress
         )
     if stopped == "done" and finished_count(study, plan) < total:
         # Workers stop on their own timeout or budget; they exit 0 all the same.
@@ -130,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if stopped == "interrupted":
         return 130
-    return 1 if stopped.startswith("worker failed") else 0
+    return 1 if stopped.startswith(("worker failed", "cannot run")) else 0
 
 
 # --- before anything is written ---------------------------------------------------------------
@@ -153,6 +169,8 @@ def prepare(config: RunConfig) -> Inputs:
         seed=config.study.seed,
         val_size=data.val_size,
     )
+    if grid is not None:  # a value that can never run here (device, batch vs. data) is refused
+        check_grid(grid, len(splits.train[1]), config.study.grid)
     return Inputs(grid, device, splits)
 
 
@@ -226,6 +244,8 @@ def make_plan(config: RunConfig, inputs: Inputs, budget: Budget) -> StudyPlan:
         final_images=config.training.final_epochs * (train_images + len(inputs.splits.val[1])),
         poll_seconds=config.workers.poll_seconds,
         end_seconds=end_seconds(config),
+        journal=is_journal(config.study.storage),
+        grace_seconds=config.workers.heartbeat * GRACE_FACTOR,
     )
 
 
@@ -266,8 +286,11 @@ def announce(config: RunConfig, device: torch.device) -> None:
         )
 
 
-def run_study(study, objective, plan, lock, config: RunConfig, device, tracking, progress) -> str:
-    """The trials, here or in ``--workers`` processes; returns why they stopped."""
+def run_study(
+    study, objective, plan, lock, config: RunConfig, workers: int, device, tracking, progress
+) -> str:
+    """The trials, here or in ``workers`` processes (``--workers``, as many as fit); returns
+    why they stopped."""
 
     def after_trial(study: optuna.Study) -> None:
         progress.after_trial(study, finished_count(study, plan))
@@ -283,8 +306,8 @@ def run_study(study, objective, plan, lock, config: RunConfig, device, tracking,
             if tracking is not None:
                 urls["MLFLOW_TRACKING_URI"] = tracking.uri
             children = worker_config(config, parent, deadline)
-            return supervise(children, device, urls, lambda: after_trial(study))
-        return run_trials(study, objective, plan, lock, after_trial)
+            return supervise(children, workers, device, urls, partial(after_trial, study))
+        return run_trials(study, objective, plan, lock, after_trial, progress.waiting)
     except KeyboardInterrupt:
         return "interrupted"
     finally:
@@ -446,6 +469,8 @@ def ended_by(stopped: str, config: RunConfig) -> str:
         return f"ended by --budget {config.study.budget:g} s: no time for another trial"
     if stopped == "timeout":
         return f"ended by --timeout {config.study.timeout:g} s"
+    if stopped.startswith("cannot run"):
+        return f"stopped: {CANNOT_RUN_STREAK} trials in a row could not run ({stopped[12:]})"
     return stopped
 
 

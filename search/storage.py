@@ -103,7 +103,8 @@ def _check_sqlite(path: Path) -> None:
         raise OSError(f"{path} is not an SQLite database")
     if not header:  # an empty file: SQLite makes a database of it
         return
-    with sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True) as conn:
+    # A generous timeout: a process started at the same moment may be creating the schema.
+    with sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=60) as conn:
         verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
     if verdict != "ok":
         raise OSError(f"{path} is damaged (SQLite quick_check: {verdict})")
@@ -145,10 +146,12 @@ def open_storage(
 
 
 def _rdb(url: str, sqlite: bool, heartbeat_interval: int) -> RDBStorage:
-    if sqlite:  # one machine: --workers opens the storage once before it starts any worker
-        return _rdb_storage(url, sqlite, heartbeat_interval)
-    # Workers started together on a fresh database would all create Optuna's tables at once,
-    # and PostgreSQL answers the losers with "duplicate key ... pg_type": take turns.
+    """Processes started together on a fresh database would all create (or migrate) Optuna's
+    tables at once: SQLite answers the losers "UNIQUE constraint failed: alembic_version",
+    PostgreSQL "duplicate key ... pg_type". They take turns, only while the store opens."""
+    if sqlite:
+        with schema_lock(sqlite_path(url)):
+            return _rdb_storage(url, sqlite, heartbeat_interval)
     from sqlalchemy import create_engine
 
     engine = create_engine(url)
@@ -174,6 +177,12 @@ def _rdb_storage(url: str, sqlite: bool, heartbeat_interval: int) -> RDBStorage:
         with storage.engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA journal_mode=WAL")
     return storage
+
+
+def schema_lock(database: Path) -> FileLock:
+    """The lock beside an SQLite file that serializes creating or migrating its schema (used
+    for Optuna's storage and MLflow's ``sqlite:///`` store alike)."""
+    return FileLock(database.with_name(f"{database.name}.schema.lock"))
 
 
 def _first_line(exc: BaseException, url: str) -> str:

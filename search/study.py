@@ -15,6 +15,7 @@ A killed worker's trial goes stale; the next worker to ask fails it and re-queue
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
 from collections.abc import Callable
@@ -25,12 +26,19 @@ from optuna.trial import TrialState
 
 from search.budget import END_SECONDS, MARGIN, Budget, slowest_rate
 from search.config import StudyConfig
+from search.feasible import CannotRun
 from search.grid import combinations
+from search.objective import worker_id
+from search.recovery import recover, waiting_line
 from search.samplers import make_pruner, make_sampler
 from search.space import WARM_START
 from search.storage import Lock
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+OPEN_STRIDE = 100_003  # sampler seeds of successive openings of one study stay far apart
+# Trials in a row that could not run before a worker gives up: the space holds runnable
+# configurations unless the data is tiny, and 20 random draws all missing them means none are.
+CANNOT_RUN_STREAK = 20
 
 
 @dataclass
@@ -43,6 +51,8 @@ class StudyPlan:
     trial_images: int = 0  # training images in one whole trial
     final_images: int = 0  # training images in the final fit (0: none)
     end_seconds: float = END_SECONDS  # kept for the end of the run (see search.budget)
+    journal: bool = False  # journal storage: no heartbeats (see search.recovery)
+    grace_seconds: float = 30.0  # RDB storages: a silent trial is failed after this long
 
 
 def budget_allows_trial(study: optuna.Study, plan: StudyPlan) -> bool:
@@ -57,8 +67,9 @@ def budget_allows_trial(study: optuna.Study, plan: StudyPlan) -> bool:
 
 
 def grid_todo(grid: dict[str, list], target: int) -> list[dict]:
-    """The first ``target`` combinations, in product order (``--trials`` caps the grid)."""
-    return combinations(grid)[:target]
+    """The first ``target`` combinations, in product order (``--trials`` caps the grid; the
+    product is never built whole)."""
+    return list(itertools.islice(combinations(grid), target))
 
 
 def _key(params: dict) -> tuple:
@@ -75,7 +86,7 @@ def _grid_state(study: optuna.Study, todo: list[dict]) -> tuple[int, list[dict],
             t.params if t.state != TrialState.WAITING else t.system_attrs.get("fixed_params", {})
         )
         key = _key({k: fixed.get(k) for k in names})
-        if t.state in FINISHED:
+        if t.state in FINISHED or "cannot_run" in t.user_attrs:  # no retry would help those
             done.add(key)
         elif t.state in (TrialState.RUNNING, TrialState.WAITING):
             busy.add(key)
@@ -93,6 +104,7 @@ def _fail_stale(study: optuna.Study) -> None:
 def next_step(study: optuna.Study, plan: StudyPlan) -> str:
     """Under the claim lock: 'run' a trial, 'wait' for running ones, or 'done'."""
     _fail_stale(study)
+    recover(study)
     if plan.grid is not None:
         todo = grid_todo(plan.grid, plan.target)
         finished, missing, running = _grid_state(study, todo)
@@ -121,16 +133,26 @@ def claimed(objective: Callable[[optuna.Trial], float], lock: Lock):
     it is ours, and other workers may look at the study while we train."""
 
     def run(trial: optuna.Trial) -> float:
+        # Named before the lock goes: a retried trial still carries its dead worker's name,
+        # and the next worker to look would take this one for dead.
+        trial.set_user_attr("worker", worker_id())
         lock.release()
         return objective(trial)
 
     return run
 
 
-def run_trials(study, objective, plan: StudyPlan, lock: Lock, after_trial=None) -> str:
-    """Run trials until done, timed out or out of budget; returns 'done', 'timeout' or
-    'budget'."""
-    start = time.monotonic()
+def run_trials(
+    study, objective, plan: StudyPlan, lock: Lock, after_trial=None, on_wait=None
+) -> str:
+    """Run trials until done, timed out or out of budget; returns 'done', 'timeout', 'budget'
+    or, when trial after trial cannot run on this data, 'cannot run: REASON'. ``on_wait`` is
+    told what this worker waits for while others finish."""
+    start, reasons = time.monotonic(), []
+
+    def note(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        reasons.append(trial.user_attrs.get("cannot_run"))
+
     while True:
         if plan.timeout is not None and time.monotonic() - start >= plan.timeout:
             return "timeout"
@@ -139,10 +161,16 @@ def run_trials(study, objective, plan: StudyPlan, lock: Lock, after_trial=None) 
             if step == "run" and not budget_allows_trial(study, plan):
                 return "budget"
             if step == "run":
-                study.optimize(claimed(objective, lock), n_trials=1)
+                study.optimize(
+                    claimed(objective, lock), n_trials=1, catch=(CannotRun,), callbacks=[note]
+                )
         if step == "done":
             return "done"
+        if len(reasons) >= CANNOT_RUN_STREAK and all(reasons[-CANNOT_RUN_STREAK:]):
+            return f"cannot run: {reasons[-1]}"
         if step == "wait":
+            if on_wait is not None:
+                on_wait(waiting_line(study, plan.journal, plan.grace_seconds))
             time.sleep(plan.poll_seconds)
         elif after_trial is not None:
             after_trial(study)
@@ -163,7 +191,12 @@ def open_study(
         load_if_exists=True,
     )
     trials = study.get_trials(deepcopy=False)
-    study.sampler = make_sampler(config.sampler, config.seed + len(trials))
+    # Every process that opens the study counts itself in: processes started together see the
+    # same trials, and without their own offset they would sample the same params.
+    opened = study.user_attrs.get("opened", 0)
+    study.set_user_attr("opened", opened + 1)
+    seed = (config.seed + len(trials) + OPEN_STRIDE * opened) % 2**32  # numpy's seed range
+    study.sampler = make_sampler(config.sampler, seed)
     settings = {"mode": "grid" if config.grid else "search", "epochs": epochs, "steps": steps}
     for key, value in settings.items():
         if key not in study.user_attrs:

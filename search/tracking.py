@@ -6,6 +6,8 @@ per-step metrics, and the checkpoint of a trial that beats the study.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import dataclass
 
 import mlflow
@@ -17,6 +19,7 @@ from search.config import TrackingConfig
 from search.objective import Completed, TrialHooks
 from search.registry import Registry
 from search.runs import RunLogger
+from search.storage import schema_lock, sqlite_path
 from search.train import StepMetrics
 
 
@@ -34,8 +37,14 @@ def open_tracking(config: TrackingConfig, parent_run_id: str | None) -> Tracking
         # MLflow's model APIs (Model.log, mlflow.pytorch.load_model) read the global URI.
         mlflow.set_tracking_uri(config.uri)
     uri = mlflow.get_tracking_uri()
-    client = MlflowClient(uri)
-    experiment_id = _experiment(client, config.experiment)
+    database = sqlite_path(uri)
+    # Processes started together on a fresh mlflow.db would all create and migrate its tables
+    # ("duplicate column name: step"): opening the stores (tracking and registry) takes turns.
+    # A fresh `mlflow server` does the same behind HTTP, so there: a few retries.
+    with schema_lock(database) if database is not None else contextlib.nullcontext():
+        client = MlflowClient(uri)
+        experiment_id = _retried(lambda: _experiment(client, config.experiment), database)
+        _retried(lambda: client.search_registered_models(max_results=1), database)
     return Tracking(
         uri=uri,
         runs=RunLogger(client, experiment_id, parent_run_id),
@@ -52,6 +61,20 @@ def _experiment(client: MlflowClient, name: str) -> str:
         return client.create_experiment(name)
     except mlflow.exceptions.MlflowException:  # another worker created it just now
         return client.get_experiment_by_name(name).experiment_id
+
+
+RETRIES = 5  # a fresh server's first answers; 0.5, 1, 2, 4 s apart: about 8 s in all
+
+
+def _retried(call, database):
+    """``call()``; against a server, retried while the server is still setting itself up."""
+    for attempt in range(RETRIES):
+        try:
+            return call()
+        except mlflow.exceptions.MlflowException:
+            if database is not None or attempt == RETRIES - 1:
+                raise
+            time.sleep(0.5 * 2**attempt)
 
 
 class TrialTracking(TrialHooks):

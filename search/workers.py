@@ -8,15 +8,22 @@ cuda`` on a machine with several GPUs each worker gets one (``CUDA_VISIBLE_DEVIC
 Separate processes, not threads: each frees its memory when it ends, and the GIL is not
 shared. The workers coordinate only through the storage (see ``search.study``). Ctrl-C or
 SIGTERM here is passed on as SIGTERM to every worker, which marks its running trial and ends
-its MLflow run before exiting.
+its MLflow run before exiting; a supervisor killed outright (SIGKILL, the OOM killer) takes
+its workers with it (``die_with_supervisor``: the kernel's parent-death signal on Linux, a
+watch on the parent elsewhere).
+
+``workers_that_fit``: never more workers than trials left, CPU cores, or memory for a
+process each (the dataset on the device plus the interpreter, torch and MLflow, measured).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -28,6 +35,11 @@ from search.config import RunConfig
 # Not on a child's command line: the URLs (they may hold passwords, and command lines are
 # visible to every user of a machine; ``worker_env`` carries them) and --workers itself.
 PRIVATE = ("storage", "uri", "workers")
+SUPERVISOR_ENV = "FASHION_SEARCH_SUPERVISOR"  # the supervisor's pid, for its workers
+# A worker's memory besides the dataset: Python, torch, MLflow and a model in training. Measured
+# (VmHWM of a default-settings worker, less its dataset; README, Measured) and rounded up.
+PROCESS_BYTES = 700 * 2**20
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def worker_config(config: RunConfig, parent_run_id: str | None, deadline: float | None):
@@ -44,22 +56,77 @@ def worker_argv(config: RunConfig) -> list[str]:
 def worker_env(index: int, device: torch.device, urls: dict[str, str]) -> dict[str, str]:
     """This environment, the URLs (``FASHION_SEARCH_STORAGE``, ``MLFLOW_TRACKING_URI``) and,
     on a machine with several GPUs, one GPU per worker."""
-    env = {**os.environ, **urls}
+    env = {**os.environ, **urls, SUPERVISOR_ENV: str(os.getpid())}
     if device.type == "cuda" and torch.cuda.device_count() > 1:
         env["CUDA_VISIBLE_DEVICES"] = str(index % torch.cuda.device_count())
     return env
 
 
+def available_memory() -> int | None:
+    """Bytes the kernel can give without swapping (``MemAvailable``); ``None`` off Linux."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def workers_that_fit(wanted: int, left: int, dataset_bytes: int) -> tuple[int, str]:
+    """How many workers to start, and a line saying why if fewer than ``wanted``."""
+    cores = os.cpu_count() or 1
+    each = dataset_bytes + PROCESS_BYTES
+    memory = available_memory()
+    fit = max(1, memory // each) if memory is not None else wanted
+    count = max(0, min(wanted, left, cores, fit))
+    if count == wanted or left == 0:
+        return count, ""
+    reasons = [
+        f"{left} trial(s) left" if left < wanted else "",
+        f"{cores} CPU cores" if cores < wanted else "",
+        f"memory for {fit} ({memory / 2**30:.1f} GiB available, ~{each / 2**30:.2f} GiB each)"
+        if fit < wanted
+        else "",
+    ]
+    because = "; ".join(r for r in reasons if r)
+    return count, f"--workers {wanted}: starting {count} ({because})"
+
+
+def die_with_supervisor() -> None:
+    """In a worker: end (SIGTERM, so the running trial is marked) when the supervisor dies,
+    however it dies. A supervisor gone before this ran is noticed here too."""
+    supervisor = int(os.environ.get(SUPERVISOR_ENV, "0"))
+    if not supervisor:
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError):  # not Linux: watch the parent instead
+        threading.Thread(target=_watch, args=(supervisor,), daemon=True).start()
+    if os.getppid() != supervisor:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _watch(supervisor: int) -> None:
+    while os.getppid() == supervisor:
+        threading.Event().wait(1.0)  # the parent's death has no event to wait on here
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def supervise(
     config: RunConfig,
+    count: int,
     device: torch.device,
     urls: dict[str, str],
     on_tick: Callable[[], None],
 ) -> str:
-    """Run ``config.workers.workers`` workers to the end (``config`` is the children's, see
-    ``worker_config``); returns 'done', 'interrupted' or 'worker failed (...)'."""
+    """Run ``count`` workers to the end (``config`` is the children's, see ``worker_config``);
+    returns 'done', 'interrupted' or 'worker failed (...)'."""
     command = worker_argv(config)
-    count, tick_seconds = config.workers.workers, config.workers.poll_seconds
+    tick_seconds = config.workers.poll_seconds
     procs = [subprocess.Popen(command, env=worker_env(i, device, urls)) for i in range(count)]
     try:
         while alive := [p for p in procs if p.poll() is None]:

@@ -113,7 +113,12 @@ def wait_http(url: str, timeout: float = 60.0, process=None) -> bytes:
 
 
 def load(storage: str, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=storage)
+    """The study as the CLI opens it (``journal:FILE`` included)."""
+    from search.storage import is_journal, open_storage
+
+    return optuna.load_study(
+        study_name=name, storage=open_storage(storage) if is_journal(storage) else storage
+    )
 
 
 def states(study: optuna.Study) -> list[str]:

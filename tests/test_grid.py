@@ -7,7 +7,16 @@ import json
 
 import pytest
 
-from search.grid import GridError, combinations, load_grid, run_table, with_defaults
+from search.grid import (
+    MAX_GRID,
+    GridError,
+    combinations,
+    grid_size,
+    load_grid,
+    run_number,
+    run_table,
+    with_defaults,
+)
 
 # RunManager's columns, before one per run parameter (the tutorial's results table).
 RUN_MANAGER = ["run", "epoch", "loss", "accuracy", "epoch duration", "run duration"]
@@ -23,7 +32,9 @@ def write(tmp_path, content, name="grid.json"):
 def test_product_order_matches_runbuilder(tmp_path):
     grid = load_grid(write(tmp_path, SWEEP))
     expected = [dict(zip(SWEEP, v, strict=True)) for v in itertools.product(*SWEEP.values())]
-    assert combinations(grid) == expected and len(expected) == 4
+    assert list(combinations(grid)) == expected and len(expected) == 4
+    assert [run_number(grid, c) for c in expected] == [1, 2, 3, 4]  # RunManager's run column
+    assert grid_size(grid) == 4 and run_number(grid, {**expected[0], "lr": 0.5}) is None
 
 
 def test_yaml_grid(tmp_path):
@@ -90,3 +101,30 @@ def test_run_table_columns_and_order():
     table = run_table(rows, ["lr"])
     assert list(table.columns) == [*RUN_MANAGER, "lr"]
     assert table["run"].tolist() == [2, 1]
+
+
+def test_a_huge_grid_is_sized_from_its_lengths_and_refused(tmp_path):
+    """10 keys x 10 values: 10**10 combinations; building them would exhaust memory."""
+    keys = ["lr", "momentum", "weight_decay", "dropout", "batch_size"]
+    keys += ["n_layers", "hidden_dim", "channels", "head_dim", "head_layers"]
+    values = {
+        "lr": [0.001 * (i + 1) for i in range(10)],
+        "momentum": [0.05 * i for i in range(10)],
+        "weight_decay": [0.0001 * i for i in range(10)],
+        "dropout": [0.05 * i for i in range(10)],
+    }
+    grid = {k: values.get(k, list(range(1, 11))) for k in keys}
+    with pytest.raises(GridError, match=r"10,000,000,000 combinations \(10x10x10"):
+        load_grid(write(tmp_path, grid))
+    assert grid_size(grid) == 10**10 > MAX_GRID
+    last = {k: v[-1] for k, v in grid.items()}
+    assert run_number(grid, last) == 10**10  # computed, not counted
+    first_three = list(itertools.islice(combinations(grid), 3))
+    assert [c["head_layers"] for c in first_three] == [1, 2, 3]
+
+
+def test_a_binary_grid_file_is_one_line(tmp_path):
+    path = tmp_path / "grid.json"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(GridError, match="not a text file"):
+        load_grid(path)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import sqlite3
 import subprocess
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -125,32 +129,99 @@ PROBES = [
     (["--final-epochs", "-1"], "--final-epochs: must be an integer >= 0, got '-1'"),
     (["--step-images", "0"], "--step-images: must be a positive integer, got '0'"),
     (["--seed", "-1"], "--seed must be in 0..2147483647, got -1"),
+    (["--grid", "binary.json"], "--grid binary.json: not a text file (JSON or YAML expected)"),
+    (["--grid", "huge.json"], "--grid huge.json: 10,000,000,000 combinations (10x10x10x10"),
+    (
+        ["--grid", "full_batch.json"],  # QUICK trains on 2,000 images
+        "--grid full_batch.json: batch_size 4000 can never run: batch_size 4000 with BatchNorm",
+    ),
+    (["--storage", "sqlite:///corrupt.db"], "corrupt.db: cannot open: database disk image is"),
+    (["--storage", "sqlite:///read_only.db"], "read_only.db is read-only"),
 ]
+
+
+def bad_files(where: Path) -> Callable[[], None]:
+    """The files the probes name; returns what undoes the read-only flag (for clean-up)."""
+    (where / "bad.json").write_text("{oops")
+    (where / "damaged").mkdir()
+    for name in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1"):
+        (where / "damaged" / f"{name}-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+    (where / "binary.json").write_bytes(bytes(range(256)) * 4)
+    huge = {k: [0.001 * (i + 1) for i in range(10)] for k in ("lr", "momentum", "dropout")}
+    huge |= {k: list(range(1, 11)) for k in ("batch_size", "n_layers", "channels", "head_dim")}
+    huge |= {k: list(range(1, 11)) for k in ("hidden_dim", "head_layers", "num_workers")}
+    (where / "huge.json").write_text(json.dumps(huge))
+    (where / "full_batch.json").write_text('{"batch_size": [4000], "batch_norm": [true]}')
+    with sqlite3.connect(where / "corrupt.db") as db:
+        db.execute("CREATE TABLE t (x)")
+        db.executemany("INSERT INTO t VALUES (?)", [(str(i) * 50,) for i in range(2000)])
+    db.close()
+    data = bytearray((where / "corrupt.db").read_bytes())
+    data[8192:10192] = b"\xff" * 2000  # a damaged page
+    (where / "corrupt.db").write_bytes(bytes(data))
+    return read_only(where / "read_only.db")
+
+
+def read_only(path: Path) -> Callable[[], None]:
+    """An SQLite file nobody may write: immutable for root (who ignores modes), else 0444."""
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE t (x)")
+    db.close()
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+            pytest.skip("root here cannot make a file read-only (chattr +i refused)")
+        return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
+    path.chmod(0o444)
+    return lambda: path.chmod(0o644)
 
 
 @pytest.mark.parametrize("args, message", PROBES)
 def test_bad_input_is_one_line_exit_2_nothing_written(in_tmp, capsys, args, message):
-    (in_tmp / "bad.json").write_text("{oops")
-    (in_tmp / "damaged").mkdir()
-    for name in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1"):
-        (in_tmp / "damaged" / f"{name}-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
-    before = sorted(p.name for p in in_tmp.iterdir())
+    undo = bad_files(in_tmp)
+    before = sorted((p.name, p.stat().st_size) for p in in_tmp.iterdir())
     quick = [a for a in QUICK if a != "--no-mlflow"] if args[:1] == ["TRACKED"] else QUICK
     flags = args[1:] if args[:1] == ["TRACKED"] else args
-    assert main([*quick, *flags]) == 2  # the probe last: argparse keeps a flag's last value
+    try:
+        code = main([*quick, *flags])  # the probe last: argparse keeps a flag's last value
+    finally:
+        undo()
+    assert code == 2
     captured = capsys.readouterr()
     err = captured.err.strip()
     assert err.startswith("error: ") and message in err, err
     assert "\n" not in err and "Traceback" not in err and captured.out == ""
     for secret in (SECRET, "SECRET", "p@ss", "ss@", "S3cr"):
         assert secret not in err
-    assert sorted(p.name for p in in_tmp.iterdir()) == before, "bad input wrote files"
+    after = sorted((p.name, p.stat().st_size) for p in in_tmp.iterdir())
+    assert after == before, "bad input wrote files"
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_cuda(in_tmp, capsys):
     assert main(["--device", "cuda", *QUICK]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+    tutorial = {"lr": [0.01], "batch_size": [1000], "device": ["cuda", "cpu"]}  # the seed's
+    (in_tmp / "tutorial.json").write_text(json.dumps(tutorial))
+    assert main(["--grid", "tutorial.json", *QUICK]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "error: --grid tutorial.json: device 'cuda' can never run: device 'cuda' is not "
+        "available here (available: ['cpu'])"
+    )
+    assert sorted(p.name for p in in_tmp.iterdir()) == ["tutorial.json"]
+
+
+def test_trials_that_cannot_run_fail_with_the_reason_and_the_study_goes_on(in_tmp, capsys):
+    """Ten training images: the warm-start trial (BatchNorm, batch 64) has no full batch."""
+    flags = [a for a in QUICK if a != "--no-warm-start"]
+    assert main([*flags, "--train-size", "10", "--trials", "3"]) == 0
+    trials = load("sqlite:///optuna.db", "fashion-mnist").get_trials()
+    assert trials[0].state.name == "FAIL" and trials[0].params["batch_size"] == 64
+    assert trials[0].user_attrs["cannot_run"] == (
+        "batch_size 64 with BatchNorm leaves no full batch of the 10 training images"
+    )
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 3
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_grid_sweeps_from_the_seed(in_tmp, capsys):

@@ -4,6 +4,7 @@ SIGKILL mid-trial, exactly-once grids, and ``--workers`` on the default local st
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -15,7 +16,10 @@ import psycopg
 import pymysql
 import pytest
 from mlflow import MlflowClient
+from optuna.trial import TrialState
 
+from search.recovery import alive, dead_here
+from search.workers import workers_that_fit
 from tests.helpers import cli, kill_mid_trial, load, start
 
 SECRET = "pw-never-printed"  # trust auth ignores it; it is here to prove it is masked
@@ -261,3 +265,84 @@ def test_worker_command_lines_carry_no_url_and_parse_back():
     )
     assert (back.workers.parent_run_id, back.workers.deadline) == ("abc", 123.5)
     assert back.output.quiet and back.tracking.uri is None
+
+
+@pytest.mark.parametrize("repetition", [1, 2])  # twice: a race may miss once
+def test_processes_started_together_on_fresh_default_stores_all_run(
+    tmp_path, monkeypatch, repetition
+):
+    """Three independent processes at the same moment on a fresh directory: Optuna's SQLite
+    study and MLflow's default ./mlflow.db are created and migrated once, in turn."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # MLflow's default: ./mlflow.db
+    args = ["--trials", "3", *QUICK, "--epochs", "1", "--step-images", "2000"]
+    results = finish([start(args, tmp_path) for _ in range(3)])
+    assert [code for code, _, _ in results] == [0, 0, 0], [err for _, _, err in results]
+    trials = load(f"sqlite:///{tmp_path / 'optuna.db'}", "fashion-mnist").get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3  # one step: nothing to prune
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id])
+    children = Counter(
+        r.data.tags["optuna_trial_number"] for r in runs if "optuna_trial_number" in r.data.tags
+    )
+    assert children == Counter({"0": 1, "1": 1, "2": 1}), "one child run per trial"
+    assert len(client.search_model_versions("name='fashion-mnist-classifier'")) == 1
+
+
+def children_of(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def test_workers_end_with_a_killed_supervisor(tmp_path):
+    """SIGKILL the supervisor (as the OOM killer would): its workers end too, marking their
+    running trials, instead of running on as orphans."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    args = ["--workers", "2", "--trials", "50", *QUICK, "--epochs", "20", "--no-mlflow"]
+    supervisor = start(args, tmp_path)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until both workers run a trial
+        assert supervisor.poll() is None, supervisor.communicate()
+        workers = children_of(supervisor.pid)
+        try:
+            running = load(storage, "fashion-mnist").get_trials(states=(TrialState.RUNNING,))
+        except KeyError:  # no study yet
+            running = []
+        if len(workers) == 2 and len(running) == 2:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the workers did not start trials in time")
+    supervisor.kill()
+    supervisor.wait()
+    deadline = time.monotonic() + 60
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(w) for w in workers), "workers outlived their supervisor"
+    # A worker stopped between claiming a trial and training it leaves it RUNNING; any later
+    # run fails and retries it at once, as the trial of a dead process of this machine.
+    running = load(storage, "fashion-mnist").get_trials(states=(TrialState.RUNNING,))
+    assert all(dead_here(t) for t in running)
+
+
+def test_workers_are_capped_and_the_summary_names_the_timeout(tmp_path):
+    cores = os.cpu_count() or 1
+    done = cli(
+        ["--workers", "64", "--trials", "20", *QUICK, "--timeout", "3", "--no-mlflow"], tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"--workers 64: starting {min(cores, 20)} (" in done.stderr
+    assert "ended by --timeout 3 s" in done.stdout and " done" not in done.stdout
+    trials = load(f"sqlite:///{tmp_path / 'optuna.db'}", "fashion-mnist").get_trials()
+    assert 0 < len(trials) < 20
+
+
+def test_never_more_workers_than_trials_left_cores_or_memory():
+    cores = os.cpu_count() or 1
+    assert workers_that_fit(1, 5, 0) == (1, "")
+    count, line = workers_that_fit(cores + 8, 1, 0)
+    assert count == 1 and line.startswith(f"--workers {cores + 8}: starting 1 (1 trial(s) left")
+    count, line = workers_that_fit(cores + 8, 100, 0)
+    assert count == cores and f"{cores} CPU cores" in line
+    count, line = workers_that_fit(2, 100, 2**50)  # a petabyte of data per worker
+    assert count == 1 and "memory for 1 (" in line
+    assert workers_that_fit(4, 0, 0)[0] == 0

@@ -1,0 +1,73 @@
+"""search/recovery.py: trials of dead workers, found by process, failed and retried once."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+
+import optuna
+from optuna.trial import TrialState
+
+from search.recovery import alive, dead_here, recover, waiting_line
+from search.storage import open_storage
+from tests.conftest import QUICK
+from tests.helpers import kill_mid_trial, load, start
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def running_trial(study: optuna.Study, worker: str) -> optuna.trial.FrozenTrial:
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    trial.set_user_attr("worker", worker)
+    return study.get_trials()[trial.number]
+
+
+def test_alive_tells_running_exited_and_zombie_processes():
+    assert alive(os.getpid()) and not alive(dead_pid())
+    zombie = subprocess.Popen(["true"])
+    os.waitid(os.P_PID, zombie.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped
+    assert not alive(zombie.pid)
+    zombie.wait()
+
+
+def test_a_dead_local_worker_is_failed_and_retried_once(tmp_path):
+    storage = open_storage(f"journal:{tmp_path / 's.journal'}")
+    study = optuna.create_study(storage=storage, study_name="s")
+    here = socket.gethostname()
+    dead = running_trial(study, f"{here}:{dead_pid()}")
+    live = running_trial(study, f"{here}:{os.getppid()}")  # pytest's parent: alive
+    remote = running_trial(study, f"elsewhere:{dead_pid()}")
+    assert dead_here(dead) and not dead_here(live) and not dead_here(remote)
+    assert recover(study) == [dead.number]
+    trials = study.get_trials()
+    assert trials[dead.number].state == TrialState.FAIL
+    assert trials[dead.number].user_attrs["failed"].endswith("died")
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.WAITING
+    assert retry[0].params == dead.params and "failed" not in retry[0].user_attrs
+    assert recover(study) == []  # nothing left to recover: the retry is waiting, not running
+    line = waiting_line(study, journal=True, grace_seconds=30)
+    assert f"trial {remote.number} (elsewhere:" in line and "journal storage cannot tell" in line
+    assert "failed after 30 s" in waiting_line(study, journal=False, grace_seconds=30)
+
+
+def test_a_journal_study_recovers_from_a_killed_run(tmp_path):
+    """SIGKILL mid-trial on journal storage, then the same command: the killed trial is failed
+    and its params run again, and the study reaches its target instead of waiting forever."""
+    url = f"journal:{tmp_path / 'study.journal'}"
+    args = ["--storage", url, "--trials", "3", *QUICK, "--epochs", "3"]
+    killed = kill_mid_trial(start(args, tmp_path), url, "fashion-mnist")
+    again = start(args, tmp_path)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    trials = load(url, "fashion-mnist").get_trials()
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 3
+    assert trials[killed].state.name == "FAIL" and "died" in trials[killed].user_attrs["failed"]
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
+    assert len(retried) == 1 and retried[0].params == trials[killed].params
