@@ -6,7 +6,9 @@ the trial's ``history`` user attribute (so tables and resumes need only the stor
 pruner decides. The trial's value is the validation accuracy after its whole budget, on the
 whole validation split. A diverging trial (non-finite loss) ends PRUNED with the reason in its
 ``diverged`` user attribute, and the study goes on; so does a trial stopped because the run's
-``--budget`` would not let it finish (``stopped``: budget).
+``--budget`` would not let it finish (``stopped``: budget). A configuration that cannot run
+here at all (``search.feasible``) ends FAIL before training, with ``cannot_run``. A trial's
+first act is to record its ``worker`` (``host:pid``), for crash recovery (``search.recovery``).
 
 What happens around a trial besides training it (MLflow runs, checkpoints, pictures, the
 progress bar) is a list of ``TrialHooks``, called at the trial's start, every step, its end,

@@ -13,7 +13,8 @@ the champion, evaluated once on the held-out test set and registered in MLflow.
 
 Re-running with the same --study and --storage resumes: trials are added until the study
 holds --trials finished (COMPLETE or PRUNED) trials. Exit status: 0 done, 2 bad input,
-130 interrupted (Ctrl-C or SIGTERM; the running trial is marked and the summary printed).
+1 a worker failed or trial after trial could not run on this data, 130 interrupted (Ctrl-C or
+SIGTERM; the running trial is marked and the summary printed).
 """
 
 from __future__ import annotations

@@ -9,8 +9,11 @@ a worker looks at the study and takes only the work that is left:
 - grid mode: every combination is enqueued once (missing ones only, so a resume adds only
   what is left), and a worker stops when no combination is waiting or unfinished.
 
-A killed worker's trial goes stale; the next worker to ask fails it and re-queues its params
-(``RetryHeartbeatStaleTrialCallback``), so the study still reaches its target.
+A killed worker's trial is failed and its params re-queued once, so the study still reaches
+its target: at once when the worker was on this machine (``search.recovery``, any storage),
+else when its heartbeats stop (RDB storages, ``RetryHeartbeatStaleTrialCallback``). The study
+is opened under the claim lock, so processes started together create it and enqueue the
+warm-start trial once.
 """
 
 from __future__ import annotations

@@ -64,3 +64,21 @@ def test_interrupted_grid_resumes_only_the_rest(in_tmp):
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
     assert main(["--grid", "g.json", *QUICK]) == 0  # a finished grid adds nothing
     assert len(load("sqlite:///optuna.db", "fashion-mnist-grid-g").get_trials()) == 3
+
+
+def test_a_worker_stops_when_trial_after_trial_cannot_run(tmp_path):
+    """Configurations that cannot run end FAIL and the study goes on, but not forever."""
+    from search.feasible import CannotRun
+    from search.storage import FileLock
+    from search.study import CANNOT_RUN_STREAK, StudyPlan, run_trials
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.suggest_float("x", 0, 1)
+        trial.set_user_attr("cannot_run", "no full batch")
+        raise CannotRun("no full batch")
+
+    study = optuna.create_study()
+    lock = FileLock(tmp_path / "lock")
+    stopped = run_trials(study, objective, StudyPlan(target=5), lock)
+    assert stopped == "cannot run: no full batch"
+    assert [t.state.name for t in study.trials] == ["FAIL"] * CANNOT_RUN_STREAK
