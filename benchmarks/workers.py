@@ -1,10 +1,10 @@
-"""Trials per hour with 1 and 2 local workers on the same fixed work.
+"""Trials per hour with K local workers on the same fixed work.
 
-    python -m benchmarks.workers [--epochs 2] [--train-size 5000]
+    python -m benchmarks.workers [--epochs 2] [--train-size 5000] [--workers 1 2] [--device cpu]
 
-The work is a 12-point grid (arch x batch_size x n_layers), so both runs train exactly the
-same 12 configurations; each run uses ``--workers K --threads 1`` on a fresh SQLite study in a
-temp dir, no MLflow. Prints wall time and trials/hour for K = 1 and 2, and their ratio.
+The work is a 12-point grid (arch x batch_size x n_layers), so every run trains exactly the
+same 12 configurations; each run uses ``--workers K --threads cores/K`` on a fresh SQLite study
+in a temp dir, no MLflow. Prints wall time and trials/hour for each K, and each ratio to K=1.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 GRID = {"arch": ["mlp", "cnn"], "batch_size": [64, 128, 256], "n_layers": [1, 2]}
 
 
-def run(workers: int, epochs: int, train_size: int) -> float:
+def run(workers: int, epochs: int, train_size: int, device: str) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         grid = Path(tmp) / "grid.json"
         grid.write_text(json.dumps(GRID))
@@ -42,7 +42,9 @@ def run(workers: int, epochs: int, train_size: int) -> float:
             "--workers",
             str(workers),
             "--threads",
-            "1",
+            str(max(1, (os.cpu_count() or 1) // workers)),
+            "--device",
+            device,
             "--no-mlflow",
             "--quiet",
         ]
@@ -55,19 +57,21 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.workers", description=__doc__)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--train-size", type=int, default=5000)
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="values of K")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (K workers share one GPU)")
     args = p.parse_args(argv)
     trials = math.prod(len(values) for values in GRID.values())
     print(f"hardware: {platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}")
     print(f"{trials} grid trials, --epochs {args.epochs} --train-size {args.train_size}")
     rates = {}
-    for workers in (1, 2):
-        seconds = run(workers, args.epochs, args.train_size)
+    for workers in args.workers:
+        seconds = run(workers, args.epochs, args.train_size, args.device)
         rates[workers] = trials / seconds * 3600
+        ratio = rates[workers] / rates[args.workers[0]]
         print(
-            f"  {workers} worker(s) x 1 thread: {seconds:6.1f} s, "
-            f"{rates[workers]:6.0f} trials/hour"
+            f"  {workers} worker(s) x {max(1, (os.cpu_count() or 1) // workers)} thread(s) on "
+            f"{args.device}: {seconds:6.1f} s, {rates[workers]:6.0f} trials/hour ({ratio:.2f}x)"
         )
-    print(f"ratio 2 vs 1 workers: {rates[2] / rates[1]:.2f}x")
     return 0
 
 

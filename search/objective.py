@@ -148,6 +148,8 @@ class Objective:
             trial.set_user_attr(key, value)
         history: list[dict[str, float]] = []
         reporter = _Reporter(self, trial, history, spec.train.steps or spec.train.epochs)
+        if splits.device.type == "cuda":  # each trial's own peak, in its cuda_peak_mb
+            torch.cuda.reset_peak_memory_stats(splits.device)
         start = time.perf_counter()
         probe = splits.probe if self.settings.grid is None else None  # a grid reports epochs
         try:
@@ -167,6 +169,7 @@ class Objective:
         finally:
             del model
             release_memory(splits.device)
+            _record_cuda_memory(trial, splits.device)
 
     def _completed(self, trial, spec: TrialSpec, model, result: TrainResult) -> None:
         value = result.last.val_accuracy
@@ -207,6 +210,14 @@ def _record_time(trial: optuna.Trial, history: list[dict], start: float, n_train
     trial.set_user_attr("train_seconds", round(time.perf_counter() - start, 3))
     trial.set_user_attr("train_images", round(history[-1]["epoch"] * n_train) if history else 0)
     trial.set_user_attr("step_seconds", [round(h["step_seconds"], 3) for h in history])
+
+
+def _record_cuda_memory(trial: optuna.Trial, device: torch.device) -> None:
+    """On a GPU: the trial's peak, and what is still allocated once it has released its
+    model (the dataset, and anything leaked: it must not grow from trial to trial)."""
+    if device.type == "cuda":
+        trial.set_user_attr("cuda_peak_mb", round(torch.cuda.max_memory_allocated(device) / 2**20))
+        trial.set_user_attr("cuda_after_mb", round(torch.cuda.memory_allocated(device) / 2**20))
 
 
 def _beats_study(trial: optuna.Trial, value: float) -> bool:
