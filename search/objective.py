@@ -19,8 +19,6 @@ keeps the weights of its own best trial in memory, for the end of the run.
 from __future__ import annotations
 
 import gc
-import os
-import socket
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -34,6 +32,7 @@ from models import build_model, count_parameters
 from search import feasible
 from search.budget import Budget
 from search.grid import with_defaults
+from search.recovery import sign
 from search.space import TrialSpec, spec_from_params, suggest_params
 from search.train import Diverged, StepMetrics, TrainResult, train
 
@@ -98,7 +97,7 @@ class Objective:
         spec = spec_from_params(
             params, self.settings.epochs, self.settings.seed + trial.number, self.settings.steps
         )
-        trial.set_user_attr("worker", worker_id())  # first: a crash recovery looks for it
+        sign(trial)  # first: a crash recovery looks for it
         for hook in self.hooks:
             hook.started(trial, params)
         try:
@@ -224,11 +223,6 @@ def _beats_study(trial: optuna.Trial, value: float) -> bool:
     """Better than every trial completed so far, in any worker (this one is not told yet)."""
     done = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     return all(value > t.value for t in done)
-
-
-def worker_id() -> str:
-    """``host:pid`` of this process: who runs a trial, and whom to check when it seems stuck."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def release_memory(device: torch.device) -> None:

@@ -1,7 +1,8 @@
 """Trials left RUNNING by a dead worker: found, failed and retried once, on every storage.
 
-Each trial's first act is to record ``worker`` (``host:pid``, see ``search.objective``). A
-RUNNING trial whose worker ran on this machine and whose process is gone is dead for certain:
+Each trial's first act is to record ``worker`` (``host:pid``) and ``worker_space`` (the boot
+and pid namespace the pid belongs to; ``sign``). A RUNNING trial whose worker ran on this
+machine, in this boot and pid namespace, and whose process is gone is dead for certain:
 it is failed (reason in its ``failed`` user attribute) and its params re-queued once, as
 Optuna's ``RetryHeartbeatStaleTrialCallback`` does, at once and on any storage. That is all
 journal storage can have: Optuna 5 gives it no heartbeats. A trial of another machine is
@@ -36,6 +37,27 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def process_space() -> str:
+    """``BOOT_ID:PID_NAMESPACE`` of this process (empty parts off Linux): a pid means one
+    process only within one boot and one pid namespace, and containers may share a host name."""
+    parts = []
+    for read in (
+        lambda: Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
+        lambda: str(os.stat("/proc/self/ns/pid").st_ino),
+    ):
+        try:
+            parts.append(read())
+        except OSError:
+            parts.append("")
+    return ":".join(parts)
+
+
+def sign(trial: optuna.Trial) -> None:
+    """Record who runs ``trial``: ``worker`` (``host:pid``) and ``worker_space``."""
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    trial.set_user_attr("worker_space", process_space())
+
+
 def owner(trial: FrozenTrial) -> tuple[str, int] | None:
     host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
     return (host, int(pid)) if host and pid.isdigit() else None
@@ -47,6 +69,12 @@ def dead_here(trial: FrozenTrial) -> bool:
     found = owner(trial)
     if found is None or found[0] != socket.gethostname():
         return False
+    recorded, here = trial.user_attrs.get("worker_space", process_space()), process_space()
+    if recorded != here:
+        boot, mine = recorded.partition(":")[0], here.partition(":")[0]
+        # Booted since: the process is gone. Another pid namespace (a container with this
+        # host name): its pids mean nothing here, so nothing can be told.
+        return bool(boot and mine and boot != mine)
     return found[1] == os.getpid() or not alive(found[1])
 
 

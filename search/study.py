@@ -31,8 +31,7 @@ from search.budget import END_SECONDS, MARGIN, Budget, slowest_rate
 from search.config import StudyConfig
 from search.feasible import CannotRun
 from search.grid import combinations
-from search.objective import worker_id
-from search.recovery import recover, waiting_line
+from search.recovery import recover, sign, waiting_line
 from search.samplers import make_pruner, make_sampler
 from search.space import WARM_START
 from search.storage import Lock
@@ -138,7 +137,7 @@ def claimed(objective: Callable[[optuna.Trial], float], lock: Lock):
     def run(trial: optuna.Trial) -> float:
         # Named before the lock goes: a retried trial still carries its dead worker's name,
         # and the next worker to look would take this one for dead.
-        trial.set_user_attr("worker", worker_id())
+        sign(trial)
         lock.release()
         return objective(trial)
 

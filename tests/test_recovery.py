@@ -9,7 +9,7 @@ import subprocess
 import optuna
 from optuna.trial import TrialState
 
-from search.recovery import alive, dead_here, recover, waiting_line
+from search.recovery import alive, dead_here, process_space, recover, waiting_line
 from search.storage import open_storage
 from tests.conftest import QUICK
 from tests.helpers import kill_mid_trial, load, start
@@ -55,6 +55,22 @@ def test_a_dead_local_worker_is_failed_and_retried_once(tmp_path):
     line = waiting_line(study, journal=True, grace_seconds=30)
     assert f"trial {remote.number} (elsewhere:" in line and "journal storage cannot tell" in line
     assert "failed after 30 s" in waiting_line(study, journal=False, grace_seconds=30)
+
+
+def test_pids_are_judged_only_within_their_boot_and_pid_namespace(tmp_path):
+    """Containers may share a host name, and a machine reboots: a pid means nothing there."""
+    study = optuna.create_study()
+    here = socket.gethostname()
+    boot, namespace = process_space().split(":")
+    trial = study.ask()
+    trial.set_user_attr("worker", f"{here}:{os.getpid()}")  # this very pid, alive
+    for space, dead in (
+        (f"{boot}:{namespace}", True),  # this process runs no trial: a dead one's leftover
+        (f"another-boot:{namespace}", True),  # rebooted since: that process is gone
+        (f"{boot}:another-namespace", False),  # a container's pid: cannot tell
+    ):
+        trial.set_user_attr("worker_space", space)
+        assert dead_here(study.get_trials()[trial.number]) is dead, space
 
 
 def test_a_journal_study_recovers_from_a_killed_run(tmp_path):
