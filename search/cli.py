@@ -20,6 +20,7 @@ from search.budget import parse_duration
 from search.config import (
     DEFAULT_STUDY,
     FINAL_EPOCHS,
+    FINAL_EPOCHS_CUDA,
     SECTIONS,
     RunConfig,
     default_of,
@@ -27,7 +28,7 @@ from search.config import (
     group_fields,
     storage_default,
 )
-from search.device import DEVICES
+from search.device import DEVICES, will_use_cuda
 from search.names import EXPERIMENT_MAX, STUDY_MAX, check_model_name, check_name
 from search.samplers import PRUNERS, SAMPLERS
 
@@ -167,7 +168,9 @@ def resolve(config: RunConfig) -> RunConfig:
     )
     training = config.training
     if training.final_epochs is None:
-        training = replace(training, final_epochs=0 if grid else FINAL_EPOCHS)
+        on_gpu = will_use_cuda(config.data.device)
+        final = 0 if grid else FINAL_EPOCHS_CUDA if on_gpu else FINAL_EPOCHS
+        training = replace(training, final_epochs=final)
     workers = config.workers
     if workers.threads is None:
         workers = replace(workers, threads=max(1, (os.cpu_count() or 1) // workers.workers))

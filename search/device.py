@@ -27,6 +27,11 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def will_use_cuda(name: str) -> bool:
+    """Whether ``--device name`` means the GPU here (for defaults; checks come later)."""
+    return name == "cuda" or (name == "auto" and torch.cuda.is_available())
+
+
 def configure_cuda() -> None:
     """The GPU settings, chosen from ``python -m benchmarks.gpu`` on an H100 (README, Measured):
     TF32 matrix products on (2.35x training on a wide CNN at batch 1024, none lost at batch 64;

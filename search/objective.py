@@ -43,6 +43,7 @@ class TrialSettings:
     steps: int | None  # reports over that budget (None: one per epoch, grid mode)
     seed: int  # trial n trains with seed + n
     grid: dict[str, list] | None = None  # grid mode: the params come from the enqueued combo
+    space: str = "cpu"  # the study's search space (search.space: 'cpu' or 'cuda')
 
 
 @dataclass
@@ -117,7 +118,7 @@ class Objective:
         defaults (visible as the ``fixed_params`` user attribute: they are no Optuna params)."""
         grid = self.settings.grid
         if grid is None:
-            return suggest_params(trial)
+            return suggest_params(trial, self.settings.space)
         combo = {k: trial.suggest_categorical(k, values) for k, values in grid.items()}
         params = with_defaults(combo)
         trial.set_user_attr("fixed_params", {k: v for k, v in params.items() if k not in combo})

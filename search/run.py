@@ -46,6 +46,7 @@ from search.objective import Objective, TrialHooks, TrialSettings
 from search.progress import Progress
 from search.quiet import held_stderr, quiet_libraries
 from search.report import Summary, grid_rows, save_table, state_counts, trials_table
+from search.space import space_name
 from search.storage import (
     GRACE_FACTOR,
     StorageError,
@@ -105,18 +106,23 @@ def main(argv: list[str] | None = None) -> int:
     lock = claim_lock(storage, config.study.storage, config.study.name)
     with lock:  # processes started together: one creates the study and enqueues the warm start
         study = open_study(
-            config.study, storage, config.training.epochs, steps, config.workers.worker
+            config.study,
+            storage,
+            config.training.epochs,
+            steps,
+            config.workers.worker,
+            space_name(inputs.device.type),
         )
     plan = make_plan(config, inputs, make_budget(config, started))
     store = open_store(artifact_dir(config))
     hooks = trial_hooks(inputs, tracking, store)
     if config.workers.worker:
         return work(
-            study, make_objective(config, inputs, steps, plan, hooks), plan, lock, tracking
+            study, make_objective(config, inputs, steps, plan, hooks, study), plan, lock, tracking
         )
     total = min(plan.target, grid_size(inputs.grid)) if inputs.grid else plan.target
     progress = Progress(total, finished_count(study, plan), steps, config.output.quiet)
-    objective = make_objective(config, inputs, steps, plan, [*hooks, progress])
+    objective = make_objective(config, inputs, steps, plan, [*hooks, progress], study)
     announce(config, inputs.device)
     start = time.perf_counter()
     workers = 1
@@ -267,12 +273,15 @@ def trial_hooks(inputs: Inputs, tracking, store) -> list[TrialHooks]:
     return hooks
 
 
-def make_objective(config: RunConfig, inputs: Inputs, steps: int, plan: StudyPlan, hooks):
+def make_objective(
+    config: RunConfig, inputs: Inputs, steps: int, plan: StudyPlan, hooks, study: optuna.Study
+):
     settings = TrialSettings(
         epochs=config.training.epochs,
         steps=None if config.grid_mode else steps,
         seed=config.study.seed,
         grid=inputs.grid,
+        space=study.user_attrs.get("space", "cpu"),
     )
     return Objective(inputs.splits, settings, hooks, plan.budget)
 

@@ -33,7 +33,7 @@ from search.feasible import CannotRun
 from search.grid import combinations
 from search.recovery import recover, sign, waiting_line
 from search.samplers import make_pruner, make_sampler
-from search.space import WARM_START
+from search.space import DEVICE_WARM_START
 from search.storage import Lock
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -179,7 +179,7 @@ def run_trials(
 
 
 def open_study(
-    config: StudyConfig, storage, epochs: int, steps: int, worker: bool
+    config: StudyConfig, storage, epochs: int, steps: int, worker: bool, space: str = "cpu"
 ) -> optuna.Study:
     """Create or resume ``config.name``: the pruner over ``steps``, a sampler seeded past the
     trials it already has (a resumed study must not replay the first seeded samples,
@@ -199,10 +199,16 @@ def open_study(
     study.set_user_attr("opened", opened + 1)
     seed = (config.seed + len(trials) + OPEN_STRIDE * opened) % 2**32  # numpy's seed range
     study.sampler = make_sampler(config.sampler, seed)
-    settings = {"mode": "grid" if config.grid else "search", "epochs": epochs, "steps": steps}
+    settings = {
+        "mode": "grid" if config.grid else "search",
+        "epochs": epochs,
+        "steps": steps,
+        "space": space,  # kept by a resume on another device: one study, one space
+    }
     for key, value in settings.items():
         if key not in study.user_attrs:
             study.set_user_attr(key, value)
     if not trials and not config.grid and config.warm_start and not worker:
-        study.enqueue_trial(WARM_START, user_attrs={"warm_start": "seed article's CNN"})
+        warm = DEVICE_WARM_START[study.user_attrs["space"]]
+        study.enqueue_trial(warm, user_attrs={"warm_start": "seed article's CNN"})
     return study

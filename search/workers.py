@@ -18,12 +18,14 @@ process each (the dataset on the device plus the interpreter, torch and MLflow, 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -41,6 +43,9 @@ SUPERVISOR_ENV = "FASHION_SEARCH_SUPERVISOR"  # the supervisor's pid, for its wo
 # (README, Measured); rounded up.
 PROCESS_BYTES = 1600 * 2**20
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+ORPHAN_GRACE = 12  # seconds an orphaned worker has to mark its trial before it is ended
+RESEND_SECONDS = 3  # long enough for a worker to end its MLflow run before the next SIGTERM
+EXIT_ORPHANED = 143  # 128 + SIGTERM: what a worker ended by the signal would return
 
 
 def worker_config(config: RunConfig, parent_run_id: str | None, deadline: float | None):
@@ -96,25 +101,26 @@ def workers_that_fit(wanted: int, left: int, dataset_bytes: int) -> tuple[int, s
 
 
 def die_with_supervisor() -> None:
-    """In a worker: end (SIGTERM, so the running trial is marked) when the supervisor dies,
-    however it dies. A supervisor gone before this ran is noticed here too."""
+    """In a worker: end when the supervisor dies, however it dies. The kernel sends SIGTERM at
+    once (Linux's parent-death signal), so the running trial is marked FAIL; a watch on the
+    parent sends it again every few seconds (a signal that lands in a finalizer is lost to Python)
+    and, if the worker is still there after ``ORPHAN_GRACE`` seconds, ends it outright (its
+    trial is then recovered by the next run as a dead worker's; ``search.recovery``)."""
     supervisor = int(os.environ.get(SUPERVISOR_ENV, "0"))
     if not supervisor:
         return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
-            raise OSError(ctypes.get_errno(), "prctl")
-    except (OSError, AttributeError):  # not Linux: watch the parent instead
-        threading.Thread(target=_watch, args=(supervisor,), daemon=True).start()
-    if os.getppid() != supervisor:
-        os.kill(os.getpid(), signal.SIGTERM)
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the watch alone
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    threading.Thread(target=_watch, args=(supervisor,), daemon=True).start()
 
 
 def _watch(supervisor: int) -> None:
-    while os.getppid() == supervisor:
-        threading.Event().wait(1.0)  # the parent's death has no event to wait on here
-    os.kill(os.getpid(), signal.SIGTERM)
+    while os.getppid() == supervisor:  # a parent's death has no event to wait on
+        time.sleep(1.0)
+    for _ in range(ORPHAN_GRACE // RESEND_SECONDS):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(RESEND_SECONDS)
+    os._exit(EXIT_ORPHANED)
 
 
 def supervise(

@@ -55,9 +55,13 @@ def test_a_run_then_a_resume_add_trials_and_tables(finished):
 
 def test_a_new_study_starts_with_the_article_cnn_and_reports_sub_epoch_steps(finished):
     cwd, _ = finished
-    trials = load(f"sqlite:///{cwd / 'optuna.db'}", AWKWARD).get_trials()
+    study = load(f"sqlite:///{cwd / 'optuna.db'}", AWKWARD)
+    trials = study.get_trials()
     first = trials[0]
     assert first.params == WARM_START and first.user_attrs["warm_start"]
+    gpu = __import__("torch").cuda.is_available()  # --device auto
+    assert study.user_attrs["space"] == ("cuda" if gpu else "cpu")  # a resume keeps it
+    assert study.user_attrs["opened"] == 2  # the run and the resume, each its sampler seed
     assert sum(t.params == WARM_START for t in trials) == 1, "a resume is not warm-started"
     for trial in trials:
         steps = sorted(trial.intermediate_values)

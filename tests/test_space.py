@@ -6,7 +6,17 @@ import optuna
 import pytest
 
 from models import CNNConfig, MLPConfig, SeedNetConfig
-from search.space import ARTICLE, WARM_START, model_config, spec_from_params, suggest_params
+from search.space import (
+    ARTICLE,
+    DEVICE_BATCH_SIZES,
+    DEVICE_CHANNELS,
+    DEVICE_WARM_START,
+    WARM_START,
+    model_config,
+    space_name,
+    spec_from_params,
+    suggest_params,
+)
 
 
 def test_conditional_params_follow_their_parent():
@@ -24,15 +34,18 @@ def test_conditional_params_follow_their_parent():
         study.tell(trial, 0.5)
 
 
-def test_warm_start_is_a_point_of_the_space(recwarn):
-    """Enqueued, the article's configuration comes back unchanged and inside every range
-    (a value outside would make Optuna warn and TPE's log scale fail on weight decay 0)."""
+@pytest.mark.parametrize("space", ["cpu", "cuda"])
+def test_warm_start_is_a_point_of_the_space(recwarn, space):
+    """Enqueued, the article's configuration (at the device's batch size) comes back unchanged
+    and inside every range (a value outside would make Optuna warn and TPE's log scale fail on
+    weight decay 0, and a categorical value outside its choices break TPE)."""
+    warm = DEVICE_WARM_START[space]
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
-    study.enqueue_trial(WARM_START)
+    study.enqueue_trial(warm)
     trial = study.ask()
-    assert suggest_params(trial) == WARM_START
+    assert suggest_params(trial, space) == warm
     assert not [w for w in recwarn if "out of the range" in str(w.message)]
-    for name, value in WARM_START.items():
+    for name, value in warm.items():
         assert trial.distributions[name]._contains(
             trial.distributions[name].to_internal_repr(value)
         )
@@ -79,3 +92,12 @@ def test_the_baseline_trains_the_article_exactly():
         64,
     )
     assert spec.model == model_config(WARM_START)
+
+
+def test_the_gpu_space_has_gpu_sized_batches_and_widths():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    sampled = [suggest_params(study.ask(), "cuda") for _ in range(30)]
+    assert {p["batch_size"] for p in sampled} == set(DEVICE_BATCH_SIZES["cuda"]) == {256, 512}
+    assert {p["channels"] for p in sampled} <= set(DEVICE_CHANNELS["cuda"])
+    assert DEVICE_BATCH_SIZES["cpu"] == (64, 128, 256) and WARM_START["batch_size"] == 64
+    assert space_name("cuda") == "cuda" and space_name("mps") == space_name("cpu") == "cpu"
