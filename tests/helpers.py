@@ -128,20 +128,33 @@ def states(study: optuna.Study) -> list[str]:
 def kill_mid_trial(
     victim: subprocess.Popen, storage: str, study: str, sig=signal.SIGKILL, timeout=300
 ) -> int:
-    """Send ``sig`` to ``victim`` once one of its trials has reported an epoch (polling the
-    storage, the only place that knows); waits for it to exit and returns that trial."""
+    """Send ``sig`` to ``victim`` while one of its trials is running and has reported a step
+    (polling the storage, the only place that knows); waits for it to exit and returns that
+    trial. The victim is frozen (SIGSTOP) while the storage is read, so the trial seen running
+    is the one the signal interrupts: a trial pruned meanwhile cannot be taken for it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert victim.poll() is None, "the worker ended before it could be killed"
-        try:
-            trials = load(storage, study).get_trials()
-        except KeyError:  # the study is not created yet
-            trials = []
-        for t in trials:
-            mine = t.user_attrs.get("worker", "").endswith(f":{victim.pid}")
-            if mine and t.state.name == "RUNNING" and t.intermediate_values:
+        if (number := _running_trial(victim.pid, storage, study)) is not None:
+            victim.send_signal(signal.SIGSTOP)
+            if _running_trial(victim.pid, storage, study) == number:
                 victim.send_signal(sig)
+                victim.send_signal(signal.SIGCONT)
                 victim.wait()
-                return t.number
+                return number
+            victim.send_signal(signal.SIGCONT)
         time.sleep(0.05)
-    raise AssertionError("no trial of the victim reached an epoch in time")
+    raise AssertionError("no trial of the victim reached a step in time")
+
+
+def _running_trial(pid: int, storage: str, study: str) -> int | None:
+    """The number of ``pid``'s running trial once it has reported a step, else ``None``."""
+    try:
+        trials = load(storage, study).get_trials()
+    except KeyError:  # the study is not created yet
+        return None
+    for t in trials:
+        mine = t.user_attrs.get("worker", "").endswith(f":{pid}")
+        if mine and t.state.name == "RUNNING" and t.intermediate_values:
+            return t.number
+    return None
