@@ -125,12 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     objective = make_objective(config, inputs, steps, plan, [*hooks, progress], study)
     announce(config, inputs.device)
     start = time.perf_counter()
-    workers = 1
-    if config.workers.workers > 1:  # said even with --quiet: fewer workers than asked for
-        left = total - finished_count(study, plan)
-        workers, line = workers_that_fit(config.workers.workers, left, inputs.splits.nbytes)
-        if line:
-            print(line, file=sys.stderr)
+    workers = workers_to_start(config, total - finished_count(study, plan), inputs.splits)
     with held_stderr() if config.output.quiet else contextlib.nullcontext():
         stopped = run_study(
             study, objective, plan, lock, config, workers, inputs.device, tracking, progress
@@ -284,6 +279,17 @@ def make_objective(
         space=study.user_attrs.get("space", "cpu"),
     )
     return Objective(inputs.splits, settings, hooks, plan.budget)
+
+
+def workers_to_start(config: RunConfig, left: int, splits: Splits) -> int:
+    """``--workers K``, as many as fit (trials left, cores, memory); when that is fewer, one
+    line says why, even with --quiet."""
+    if config.workers.workers == 1:
+        return 1
+    count, line = workers_that_fit(config.workers.workers, left, splits.nbytes)
+    if line:
+        print(line, file=sys.stderr)
+    return count
 
 
 def announce(config: RunConfig, device: torch.device) -> None:
