@@ -7,8 +7,8 @@ pruner decides. The trial's value is the validation accuracy after its whole bud
 whole validation split. A diverging trial (non-finite loss) ends PRUNED with the reason in its
 ``diverged`` user attribute, and the study goes on; so does a trial stopped because the run's
 ``--budget`` would not let it finish (``stopped``: budget). A configuration that cannot run
-here at all (``search.feasible``) ends FAIL before training, with ``cannot_run``. A trial's
-first act is to record its ``worker`` (``host:pid``), for crash recovery (``search.recovery``).
+here at all (``search.feasible``) ends FAIL before training, with ``cannot_run``. Who runs a
+trial (``worker``, for crash recovery) is recorded when it is claimed (``search.study``).
 
 What happens around a trial besides training it (MLflow runs, checkpoints, pictures, the
 progress bar) is a list of ``TrialHooks``, called at the trial's start, every step, its end,
@@ -32,7 +32,6 @@ from models import build_model, count_parameters
 from search import feasible
 from search.budget import Budget
 from search.grid import with_defaults
-from search.recovery import sign
 from search.space import TrialSpec, spec_from_params, suggest_params
 from search.train import Diverged, StepMetrics, TrainResult, train
 
@@ -98,7 +97,6 @@ class Objective:
         spec = spec_from_params(
             params, self.settings.epochs, self.settings.seed + trial.number, self.settings.steps
         )
-        sign(trial)  # first: a crash recovery looks for it
         for hook in self.hooks:
             hook.started(trial, params)
         try:
