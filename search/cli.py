@@ -16,6 +16,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+from data.splits import TEST_SIZE
 from search.budget import parse_duration
 from search.config import (
     DEFAULT_STUDY,
@@ -90,6 +91,7 @@ READ: dict[str, dict[str, Any]] = {
     "device": {"choices": None},  # checked by search.device, which knows what exists here
     "train_size": {"type": POSITIVE_INT},
     "val_size": {"type": POSITIVE_INT},
+    "test_size": {"type": POSITIVE_INT},
     "workers": {"type": POSITIVE_INT},
     "threads": {"type": POSITIVE_INT},
     "deadline": {"type": float},
@@ -193,6 +195,11 @@ def check(config: RunConfig) -> None:
         raise UsageError(
             f"--train-size must be at most {room:,} (60,000 labelled images minus --val-size "
             f"{data.val_size:,}), got {data.train_size}"
+        )
+    if not MIN_VAL <= data.test_size <= TEST_SIZE:
+        raise UsageError(
+            f"--test-size must be in {MIN_VAL}..{TEST_SIZE:,} (the held-out test file), "
+            f"got {data.test_size}"
         )
     if not 0 <= config.study.seed <= MAX_SEED:
         raise UsageError(f"--seed must be in 0..{MAX_SEED}, got {config.study.seed}")

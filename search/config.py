@@ -13,7 +13,7 @@ import os
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from data.splits import VAL_SIZE
+from data.splits import TEST_SIZE, VAL_SIZE
 from search.storage import HEARTBEAT_INTERVAL
 from search.urls import mask_url
 
@@ -97,6 +97,11 @@ class DataConfig:
     )
     val_size: int = option(
         VAL_SIZE, "validation images split off the 60,000 (default: {default:,}, the tutorials')"
+    )
+    test_size: int = option(
+        TEST_SIZE,
+        "evaluate the champion on a stratified subset of N held-out test images (default: all "
+        "{default:,}; fewer only for quick smoke runs: the figure to compare is the whole set's)",
     )
 
 

@@ -80,6 +80,7 @@ class Summary:
     best_params: dict = field(default_factory=dict)
     best_value: float | None = None
     test_accuracy: float | None = None
+    test_images: int = 10_000
     model_note: str = ""
     tracking: str = ""
     files: list[Path] = field(default_factory=list)
@@ -99,7 +100,10 @@ class Summary:
                 "best params: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.best_params.items())
             )
             if self.test_accuracy is not None:
-                test = f"test_accuracy (held-out 10,000 images): {self.test_accuracy:.4f}"
+                test = (
+                    f"test_accuracy (held-out {self.test_images:,} images): "
+                    f"{self.test_accuracy:.4f}"
+                )
                 out.append(f"{test} {self.model_note}")
         out.append(f"study: {self.storage}    open it: optuna-dashboard {self.storage}")
         if self.tracking:

@@ -170,6 +170,7 @@ def prepare(config: RunConfig) -> Inputs:
         train_size=data.train_size,
         seed=config.study.seed,
         val_size=data.val_size,
+        test_size=data.test_size,
     )
     if grid is not None:  # a value that can never run here (device, batch vs. data) is refused
         check_grid(grid, len(splits.train[1]), config.study.grid)
@@ -471,6 +472,7 @@ def summary(
         best_value=best.value if best else None,
         best_params=champion.full_params(best) if best else {},
         test_accuracy=outcome.test_accuracy,
+        test_images=config.data.test_size,
         model_note=outcome.note,
         tracking=tracking_line(config, tracking, outcome.registered),
         files=outcome.files,

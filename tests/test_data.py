@@ -54,6 +54,17 @@ def test_test_split_is_the_held_out_file(raw, small_splits):
     assert torch.equal(small_splits.test[1], raw.test_labels)
 
 
+def test_a_test_subset_is_stratified_seeded_and_from_the_test_file(raw):
+    a, b, c = (
+        make_splits(raw, val_size=1000, train_size=2000, seed=s, test_size=1000) for s in (7, 7, 8)
+    )
+    assert torch.bincount(a.test[1]).tolist() == [100] * 10
+    assert torch.equal(a.test[0], b.test[0]) and not torch.equal(a.test[0], c.test[0])
+    pixels = ((a.test[0] * a.std + a.mean) * 255).round().to(torch.uint8).flatten(1)
+    test_rows = {row.numpy().tobytes() for row in raw.test_images.flatten(1)}
+    assert all(row.numpy().tobytes() in test_rows for row in pixels)
+
+
 @pytest.mark.parametrize("drop_last", [False, True])
 def test_every_index_once_per_epoch(drop_last):
     ids = torch.arange(103)

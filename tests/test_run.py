@@ -42,7 +42,8 @@ def test_a_run_then_a_resume_add_trials_and_tables(finished):
     cwd, (first, second) = finished
     assert "ended by --trials 2" in first.stdout and "ended by --trials 3" in second.stdout
     for out in (first.stdout, second.stdout):
-        assert "best trial #" in out and "test_accuracy" in out and "optuna-dashboard" in out
+        assert "best trial #" in out and "optuna-dashboard" in out
+        assert "test_accuracy (held-out 1,000 images): " in out  # QUICK's --test-size
     trials = load(f"sqlite:///{cwd / 'optuna.db'}", AWKWARD).get_trials()
     assert len(trials) == 3 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
     for t in trials:
@@ -112,6 +113,7 @@ PROBES = [
     (["--data-dir", "damaged"], "damaged/train-images-idx3-ubyte.gz: cannot be read"),
     (["--train-size", "999999"], "--train-size must be at most 59,500"),  # QUICK: 500 to val
     (["--val-size", "5"], "--val-size must be in 10..59,990, got 5"),
+    (["--test-size", "20000"], "--test-size must be in 10..10,000 (the held-out test file)"),
     (["--train-size", "55000", "--val-size", "10000"], "--train-size must be at most 50,000"),
     (["--study", "x" * 600], "--study is 600 characters long; at most 512 are allowed"),
     (["--study", ""], "--study must not be empty"),

@@ -29,9 +29,11 @@ TRACKED = [a for a in QUICK if a != "--no-mlflow"]
 
 @pytest.fixture(scope="module")
 def searched(server, tmp_path_factory):
-    """One tracked 3-trial study with a one-epoch final fit, shared by the assertions below."""
+    """One tracked 3-trial study with a one-epoch final fit, shared by the assertions below;
+    its champion is scored on the whole test set, which the download tests check again."""
     cwd = tmp_path_factory.mktemp("study")
-    done = cli(["--trials", "3", *TRACKED, "--final-epochs", "1", "--tracking-uri", server], cwd)
+    flags = [*TRACKED, "--final-epochs", "1", "--test-size", "10000", "--tracking-uri", server]
+    done = cli(["--trials", "3", *flags], cwd)
     assert done.returncode == 0, done.stderr
     return cwd, done.stdout, done.stderr
 
@@ -252,6 +254,7 @@ def test_quiet_means_quiet(searched):
     assert err == "", err
     assert "Successfully registered" not in out and "Created version" not in out
     assert out.splitlines()[0].startswith("study 'fashion-mnist': ")
+    assert "test_accuracy (held-out 10,000 images): " in out  # the whole test set
 
 
 USER_SCRIPT = """

@@ -25,7 +25,7 @@ from tests.helpers import cli, kill_mid_trial, load, start
 SECRET = "pw-never-printed"  # trust auth ignores it; it is here to prove it is masked
 QUICK = (
     "--epochs 2 --train-size 2000 --val-size 500 --step-images 1000 --final-epochs 0 "
-    "--no-warm-start --poll-seconds 0.2 --quiet --heartbeat 1 --threads 1"
+    "--no-warm-start --test-size 1000 --poll-seconds 0.2 --quiet --heartbeat 1 --threads 1"
 ).split()  # --threads 1: two processes, two cores
 
 
@@ -207,10 +207,14 @@ def test_local_workers_on_default_stores_share_trials_and_honour_the_budget(tmp_
     elapsed = time.monotonic() - start
     assert done.returncode == 0, done.stderr
     assert "database is locked" not in done.stderr and "Traceback" not in done.stderr
-    assert f"ended by --budget {budget} s" in done.stdout and "test_accuracy" in done.stdout
+    assert f"ended by --budget {budget} s" in done.stdout
     assert elapsed <= budget, f"the run took {elapsed:.1f} s of a {budget} s budget"
     trials = load(f"sqlite:///{tmp_path / 'optuna.db'}", "fashion-mnist").get_trials()
     assert 0 < len(trials) < 500 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+    # A busy machine may leave no time to complete a trial (each is stopped, PRUNED, once it
+    # cannot finish): the champion is scored exactly when one did.
+    complete = any(t.state.name == "COMPLETE" for t in trials)
+    assert ("test_accuracy" in done.stdout) == complete, done.stdout
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id])
     logged = sorted(
