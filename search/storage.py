@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import sqlite3
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -32,6 +34,8 @@ from search.urls import check_password_form, mask_url, scrub
 
 HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats; a write per 10 s is free
 GRACE_FACTOR = 3  # a trial is stale after 3 missed beats: tolerant of a busy CPU
+# Ctrl-C and the supervisor's (or a scheduler's) stop: they wait while a lock is held.
+DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class StorageError(ValueError):
@@ -192,13 +196,25 @@ def _first_line(exc: BaseException, url: str) -> str:
 
 class Lock:
     """``with lock:`` takes it, leaving the block gives it back, and ``release()`` may give it
-    back earlier (as the objective does once its trial is claimed); releasing twice is fine."""
+    back earlier (as the objective does once its trial is claimed); releasing twice is fine.
+
+    While it is held, SIGINT and SIGTERM wait (main thread): Optuna creates a trial RUNNING
+    under the claim lock and the objective names its worker just before giving the lock back,
+    so a signal in between would leave a RUNNING trial that no worker owns and no recovery can
+    judge (the suite once saw it). The signal is delivered as the lock goes."""
 
     def __init__(self) -> None:
         self.held = False
+        self._handlers: dict[int, object] = {}  # the handlers a held lock stands in for
+        self._pending: list[int] = []
 
     def __enter__(self) -> Lock:
-        self._acquire()
+        self._defer_signals()
+        try:
+            self._acquire()
+        except BaseException:
+            self._deliver_signals()
+            raise
         self.held = True
         return self
 
@@ -209,6 +225,28 @@ class Lock:
         if self.held:
             self.held = False
             self._release()
+        self._deliver_signals()
+
+    def _defer_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread() or self._handlers:
+            return
+        for signum in DEFERRED_SIGNALS:
+            if signal.getsignal(signum) not in (signal.SIG_IGN, None):
+                self._handlers[signum] = signal.signal(signum, self._hold)
+
+    def _hold(self, signum: int, frame) -> None:
+        self._pending.append(signum)
+        if not self.held:  # still waiting for the lock: nothing is claimed, stop now
+            self._deliver_signals()
+
+    def _deliver_signals(self) -> None:
+        """Put the handlers back, then raise what came meanwhile (to those handlers)."""
+        for signum, handler in self._handlers.items():
+            signal.signal(signum, handler)
+        self._handlers = {}
+        pending, self._pending = self._pending, []
+        for signum in dict.fromkeys(pending):
+            signal.raise_signal(signum)
 
     def _acquire(self) -> None:
         raise NotImplementedError

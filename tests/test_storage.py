@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+
 import filelock
 import pytest
 
@@ -46,6 +50,59 @@ def test_file_lock_is_exclusive_and_may_be_released_early(tmp_path):
         other.acquire(timeout=0)  # now free
         other.release()
     assert lock.path.name == "o.db.s.lock"
+
+
+@pytest.mark.parametrize("early", [True, False])
+def test_a_signal_waits_until_the_lock_is_given_back(tmp_path, early):
+    """SIGTERM while the claim lock is held (a trial created, its worker not yet named) is
+    delivered once the lock goes, by the objective's early release or at the block's end."""
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    lock = claim_lock(open_storage(url), url, "s")
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append("delivered"))
+    try:
+        with lock:
+            os.kill(os.getpid(), signal.SIGTERM)
+            seen.append("claimed")  # the handler would have run before this line
+            if early:
+                lock.release()
+                seen.append("training")
+        seen.append("after")
+        assert signal.getsignal(signal.SIGTERM) is not lock._hold
+        os.kill(os.getpid(), signal.SIGTERM)  # not held: at once
+        seen.append("end")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    during = ["claimed", "delivered", "training"] if early else ["claimed", "delivered"]
+    assert seen == [*during, "after", "delivered", "end"]
+
+
+def test_a_signal_while_waiting_for_the_lock_is_not_held_back(tmp_path):
+    """Nothing is claimed before the lock is had: Ctrl-C while waiting stops the wait."""
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    lock = claim_lock(open_storage(url), url, "s")
+    taken, done = threading.Event(), threading.Event()
+
+    def another_worker() -> None:  # holds the lock until the test ends
+        with filelock.FileLock(str(lock.path), is_singleton=False):
+            taken.set()
+            done.wait()
+
+    holder = threading.Thread(target=another_worker)
+    holder.start()
+    taken.wait()
+    previous = signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)  # Ctrl-C, while the lock is waited for
+        with pytest.raises(KeyboardInterrupt):
+            with lock:
+                pass
+        assert not lock.held and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        done.set()
+        holder.join()
 
 
 def test_lock_files_use_a_safe_form_of_the_study_name(tmp_path):
