@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
@@ -64,17 +64,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(
+def launching(
     program: str,
     args: list[str],
     ready: str,
     cwd: Path | None = None,
     env: dict | None = None,
     timeout: float = 120,
-) -> Iterator[str]:
+) -> Iterator[Callable[[], str]]:
     """``program`` (a command of this venv: mlflow, optuna-dashboard) with ``args``, on a free
-    port of 127.0.0.1, until the block ends; yields its base URL once ``ready`` (a path)
-    answers."""
+    port of 127.0.0.1, until the block ends. Yields at once a function that waits until
+    ``ready`` (a path) answers and returns the base URL: the server starts while others work."""
     port = free_port()
     command = [
         str(Path(sys.executable).with_name(program)),
@@ -88,12 +88,23 @@ def serving(
         command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     base = f"http://127.0.0.1:{port}"
-    try:
+
+    def url() -> str:
         wait_http(base + ready, timeout=timeout, process=proc)
-        yield base
+        return base
+
+    try:
+        yield url
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def serving(program: str, args: list[str], ready: str, **options) -> Iterator[str]:
+    """``launching``, once ``ready`` answers: yields the base URL."""
+    with launching(program, args, ready, **options) as url:
+        yield url()
 
 
 def wait_http(url: str, timeout: float = 60.0, process=None) -> bytes:
