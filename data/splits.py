@@ -108,10 +108,8 @@ def make_splits(
     """Split, optionally subsample the train split (stratified), normalize, move to device.
     ``test_size`` below 10,000 keeps a stratified subset of the test images (quick runs)."""
     train_idx, val_idx = _split_indices(raw.train_labels, val_size, seed)
-    if train_size is not None and train_size != len(train_idx):
-        if not 0 < train_size < len(train_idx):
-            raise ValueError(f"train_size must be in 1..{len(train_idx)}, got {train_size=}")
-        keep, _ = stratified_take(raw.train_labels[train_idx], train_size, seed + 1)
+    keep = _subset(raw.train_labels[train_idx], train_size, seed + 1, "train_size")
+    if keep is not None:
         train_idx = train_idx[keep]
     train_pixels = raw.train_images[train_idx].float().div_(255.0)
     mean, std = float(train_pixels.mean()), float(train_pixels.std())
@@ -134,12 +132,19 @@ def make_splits(
     )
 
 
+def _subset(labels: torch.Tensor, size: int | None, seed: int, name: str) -> torch.Tensor | None:
+    """Indices of a stratified subset of ``size`` items; ``None`` when all of them are kept."""
+    if size is None or size == len(labels):
+        return None
+    if not 0 < size < len(labels):
+        raise ValueError(f"{name} must be in 1..{len(labels)}, got {name}={size}")
+    return stratified_take(labels, size, seed)[0]
+
+
 def _test(raw: RawFashionMNIST, size: int, seed: int, mean: float, std: float, device):
     images, labels = raw.test_images, raw.test_labels
-    if size != len(labels):
-        if not 0 < size < len(labels):
-            raise ValueError(f"test_size must be in 1..{len(labels)}, got {size=}")
-        keep, _ = stratified_take(labels, size, seed + 3)
+    keep = _subset(labels, size, seed + 3, "test_size")
+    if keep is not None:
         images, labels = images[keep], labels[keep]
     return _to_float(images, mean, std, device), labels.to(device)
 

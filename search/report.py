@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import optuna
 from optuna.trial import TrialState
 
+from data.splits import TEST_SIZE
 from search.grid import run_table
 
 if TYPE_CHECKING:  # pandas takes half a second to import: only where a table is built
@@ -80,7 +81,7 @@ class Summary:
     best_params: dict = field(default_factory=dict)
     best_value: float | None = None
     test_accuracy: float | None = None
-    test_images: int = 10_000
+    test_images: int = TEST_SIZE
     model_note: str = ""
     tracking: str = ""
     files: list[Path] = field(default_factory=list)
