@@ -88,10 +88,16 @@ def samples_figure(
     return fig
 
 
+# fANOVA fits a random forest to the complete trials: on fewer than this it ranks noise (and
+# its fit, scikit-learn's import included, costs a tiny study's run a second of CPU).
+IMPORTANCE_TRIALS = 10
+
+
 def optuna_html(study: optuna.Study) -> tuple[str, list[str]]:
     """Optuna's interactive plots as one standalone HTML page (plotly.js embedded once, so it
-    opens offline). A plot that cannot be drawn yet (importances need two complete trials) is
-    left out; returns the page and the names of the plots in it."""
+    opens offline). A plot that cannot be drawn yet is left out, and importances wait for
+    ``IMPORTANCE_TRIALS`` complete trials (the page says so); returns the page and the names
+    of the plots in it."""
     vis = optuna.visualization
     plots = {
         "optimization history": vis.plot_optimization_history,
@@ -99,6 +105,14 @@ def optuna_html(study: optuna.Study) -> tuple[str, list[str]]:
         "parallel coordinates": vis.plot_parallel_coordinate,
         "intermediate values": vis.plot_intermediate_values,
     }
+    complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    notes = []
+    if complete < IMPORTANCE_TRIALS:
+        del plots["parameter importances"]
+        notes.append(
+            f"<p>Parameter importances: shown from {IMPORTANCE_TRIALS} complete trials on "
+            f"({complete} so far); on fewer they rank noise.</p>"
+        )
     parts, drawn = [], []
     for name, plot in plots.items():
         try:
@@ -108,5 +122,6 @@ def optuna_html(study: optuna.Study) -> tuple[str, list[str]]:
         parts.append(figure.to_html(full_html=False, include_plotlyjs=not parts))
         drawn.append(name)
     title = f"<h1>Optuna study {html.escape(study.study_name)}</h1>"
-    page = f"<html><head><meta charset='utf-8'></head><body>{title}{''.join(parts)}</body></html>"
+    body = title + "".join(notes) + "".join(parts)
+    page = f"<html><head><meta charset='utf-8'></head><body>{body}</body></html>"
     return page, drawn
