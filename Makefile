@@ -27,8 +27,10 @@ $(DATASET):
 search: install
 	$(PY) -m search.run --trials $(TRIALS)
 
+# Two test processes, one per core; tests sharing a costly fixture (the MLflow server, a
+# finished study) stay in one process (--dist loadgroup, marks set in tests/conftest.py).
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 bench: install
 	$(PY) -m search.bench --batch-size 128

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
 import pytest
+import torch
 
 from data import locate_data_dir, make_splits, read_raw
-from tests.helpers import cli, launching
+from tests.helpers import Launched, cli, in_process, launching
+
+# pytest-xdist runs N test processes at once: each gives torch its share of the cores, or
+# their OpenMP threads outnumber the cores and spin against each other.
+PROCESSES = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, (os.cpu_count() or 1) // PROCESSES)
 
 
 @pytest.fixture(scope="session")
@@ -28,39 +39,84 @@ def in_tmp(tmp_path, monkeypatch):
 
 # One epoch of 2,000 images in two steps, validated on 500, no warm-start trial (the article's
 # CNN is the most expensive point of the space), no final fit, the champion scored on 1,000 of
-# the 10,000 test images (all of them cost a CPU 3-15 s per run), and waiting workers look
-# again every 0.2 s: the tests that need more ask for it.
+# the 10,000 test images (all of them cost a CPU 3-15 s per run), waiting workers look again
+# every 0.2 s, and torch gets this test process's share of the cores: the tests that need
+# more ask for it.
 QUICK = (
     "--epochs 1 --train-size 2000 --val-size 500 --step-images 1000 --final-epochs 0 "
-    "--no-warm-start --test-size 1000 --poll-seconds 0.2 --quiet --no-mlflow"
+    f"--no-warm-start --test-size 1000 --poll-seconds 0.2 --quiet --no-mlflow --threads {THREADS}"
 ).split()
+
+# Eight steps a trial (two epochs of 2,000 images in steps of 500): the tests that kill or
+# interrupt a run mid-trial have time to catch a trial between two steps.
+KILLABLE = ["--epochs", "2", "--step-images", "500"]
+
+SERVER_URL = "TESTS_MLFLOW_SERVER"  # the xdist controller's server, for its workers
+_SERVER = pytest.StashKey[contextlib.ExitStack]()
+
+
+def mlflow_server(home: Path) -> contextlib.AbstractContextManager[Launched]:
+    """A real MLflow tracking server on loopback: SQLite backend, local artifact store."""
+    store = f"sqlite:///{home / 'mlflow.db'}"
+    args = ["server", "--backend-store-uri", store, "--artifacts-destination"]
+    return launching("mlflow", [*args, str(home / "artifacts"), "--workers", "1"], "/health")
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    return config.getoption("dist", "no") != "no" and not hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    torch.set_num_threads(THREADS)
+    if config.getoption("dist", "no") == "loadgroup" and pytest.version_tuple[:2] >= (9, 2):
+        raise pytest.UsageError(
+            "--dist loadgroup does not group on pytest 9.2 (pytest-xdist issue #1386): "
+            "install the pinned pytest<9.2 (make install)"
+        )
+    if _xdist_controller(config):  # one server for all workers, starting while they start
+        stack = contextlib.ExitStack()
+        home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mlflow-")))
+        server = stack.enter_context(mlflow_server(home))
+        os.environ[SERVER_URL] = server.base  # the workers inherit it
+        config.stash[_SERVER] = stack
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SERVER in config.stash:
+        config.stash[_SERVER].close()
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests sharing a costly session fixture run in one xdist worker (``--dist loadgroup``),
+    so it is built once. (pytest-xdist 3.8 stops grouping on pytest 9.2, xdist issue #1386:
+    pyproject.toml keeps pytest below 9.2, and ``pytest_configure`` refuses to run on it.)"""
+    for item in items:
+        for shared in ("finished", "server"):
+            if shared in item.fixturenames:
+                item.add_marker(pytest.mark.xdist_group(shared))
+                break
 
 
 @pytest.fixture(scope="session", autouse=True)
 def server_starting(request, tmp_path_factory):
-    """A real MLflow tracking server on loopback (sqlite backend, local artifact store),
-    started with the session when any test wants it: its ~13 s of start-up (imports, a fresh
-    SQLite migration, on one core) overlap the tests that come before the MLflow ones."""
-    if not any("server" in item.fixturenames for item in request.session.items):
+    """Without xdist: the MLflow server starts with the session when any test wants it, so
+    its ~13 s of start-up (imports, a fresh SQLite migration, on one core) overlap the tests
+    that come before the MLflow ones. (With xdist the controller started it.)"""
+    wanted = any("server" in item.fixturenames for item in request.session.items)
+    if not wanted or SERVER_URL in os.environ:
         yield None
         return
-    home = tmp_path_factory.mktemp("mlflow")
-    store = [
-        "--backend-store-uri",
-        f"sqlite:///{home / 'mlflow.db'}",
-        "--artifacts-destination",
-        str(home / "artifacts"),
-        "--workers",
-        "1",
-    ]
-    with launching("mlflow", ["server", *store], "/health") as url:
-        yield url
+    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
-def server(server_starting) -> str:
+def server(server_starting: Launched | None) -> str:
     """The base URL of that server, once it answers."""
-    return server_starting()
+    if server_starting is None:
+        return Launched(os.environ[SERVER_URL], "/health").ready()
+    return server_starting.ready()
 
 
 AWKWARD = "../../escaped 'étude'"  # valid for Optuna and MLflow, unsafe as a file name
@@ -70,12 +126,14 @@ AWKWARD = "../../escaped 'étude'"  # valid for Optuna and MLflow, unsafe as a f
 def finished(tmp_path_factory):
     """One tiny study run as a user would, in a subprocess: an awkward name, the warm-start
     trial, sub-epoch steps (2,000 images in steps of 500), a one-epoch final fit; then
-    resumed from 2 to 3 trials. Shared, read only, by the tests below."""
+    resumed from 2 to 3 trials (in this process, with no final fit: the best trial's own
+    weights are scored). Shared, read only, by the tests below."""
     cwd = tmp_path_factory.mktemp("finished") / "a" / "b"  # room for "../.." to escape into
     cwd.mkdir(parents=True)
     flags = [a for a in QUICK if a != "--no-warm-start"]
     flags += ["--study", AWKWARD, "--step-images", "500", "--final-epochs", "1"]
-    runs = [cli(["--trials", str(n), *flags], cwd) for n in (2, 3)]
+    resume = ["--trials", "3", *flags, "--final-epochs", "0"]
+    runs = [cli(["--trials", "2", *flags], cwd), in_process(resume, cwd)]
     for done in runs:
         assert done.returncode == 0, done.stderr
     return cwd, runs

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import io
 import os
 import signal
 import socket
@@ -10,10 +12,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
+from sqlalchemy.pool import NullPool
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by set-up
@@ -35,6 +38,18 @@ def cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedP
     return subprocess.run(
         command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``cli`` without a new interpreter: ``main(args)`` here, from ``cwd``, output captured.
+    It saves a run the ~5 s of CPU a new process spends on imports, torch's optimizer
+    machinery and reading the dataset; what needs a process of its own uses ``cli``."""
+    from search.run import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(args)
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def _as_in_a_terminal() -> None:
@@ -63,6 +78,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclasses.dataclass
+class Launched:
+    """A server process started by ``launching`` and the base URL it will answer on."""
+
+    base: str
+    ready_path: str
+    process: subprocess.Popen | None = None
+    timeout: float = 120
+
+    def ready(self) -> str:
+        """Wait until the server answers, and return its base URL."""
+        wait_http(self.base + self.ready_path, timeout=self.timeout, process=self.process)
+        return self.base
+
+
 @contextlib.contextmanager
 def launching(
     program: str,
@@ -71,10 +101,10 @@ def launching(
     cwd: Path | None = None,
     env: dict | None = None,
     timeout: float = 120,
-) -> Iterator[Callable[[], str]]:
+) -> Iterator[Launched]:
     """``program`` (a command of this venv: mlflow, optuna-dashboard) with ``args``, on a free
-    port of 127.0.0.1, until the block ends. Yields at once a function that waits until
-    ``ready`` (a path) answers and returns the base URL: the server starts while others work."""
+    port of 127.0.0.1, until the block ends. Yields at once, while the server starts and
+    others work; ``.ready()`` waits until ``ready`` (a path) answers."""
     port = free_port()
     command = [
         str(Path(sys.executable).with_name(program)),
@@ -87,14 +117,8 @@ def launching(
     proc = subprocess.Popen(
         command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    base = f"http://127.0.0.1:{port}"
-
-    def url() -> str:
-        wait_http(base + ready, timeout=timeout, process=proc)
-        return base
-
     try:
-        yield url
+        yield Launched(f"http://127.0.0.1:{port}", ready, proc, timeout)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -103,8 +127,8 @@ def launching(
 @contextlib.contextmanager
 def serving(program: str, args: list[str], ready: str, **options) -> Iterator[str]:
     """``launching``, once ``ready`` answers: yields the base URL."""
-    with launching(program, args, ready, **options) as url:
-        yield url()
+    with launching(program, args, ready, **options) as server:
+        yield server.ready()
 
 
 def wait_http(url: str, timeout: float = 60.0, process=None) -> bytes:
@@ -124,12 +148,16 @@ def wait_http(url: str, timeout: float = 60.0, process=None) -> bytes:
 
 
 def load(storage: str, name: str) -> optuna.Study:
-    """The study as the CLI opens it (``journal:FILE`` included)."""
+    """The study as the CLI opens it (``journal:FILE`` included). A database connection is
+    closed as soon as it is given back: tests poll, and pooled connections of discarded
+    studies would pile up until PostgreSQL refuses clients (``too many clients``)."""
     from search.storage import is_journal, open_storage
 
-    return optuna.load_study(
-        study_name=name, storage=open_storage(storage) if is_journal(storage) else storage
-    )
+    if is_journal(storage):
+        opened = open_storage(storage)
+    else:
+        opened = optuna.storages.RDBStorage(storage, engine_kwargs={"poolclass": NullPool})
+    return optuna.load_study(study_name=name, storage=opened)
 
 
 def states(study: optuna.Study) -> list[str]:
