@@ -11,8 +11,8 @@ from optuna.trial import TrialState
 
 from search.recovery import alive, dead_here, process_space, recover, waiting_line
 from search.storage import open_storage
-from tests.conftest import QUICK
-from tests.helpers import kill_mid_trial, load, start
+from tests.conftest import KILLABLE, QUICK
+from tests.helpers import in_process, kill_mid_trial, load, start
 
 
 def dead_pid() -> int:
@@ -77,11 +77,10 @@ def test_a_journal_study_recovers_from_a_killed_run(tmp_path):
     """SIGKILL mid-trial on journal storage, then the same command: the killed trial is failed
     and its params run again, and the study reaches its target instead of waiting forever."""
     url = f"journal:{tmp_path / 'study.journal'}"
-    args = ["--storage", url, "--trials", "3", *QUICK, "--epochs", "3"]
+    args = ["--storage", url, "--trials", "3", *QUICK, *KILLABLE]
     killed = kill_mid_trial(start(args, tmp_path), url, "fashion-mnist")
-    again = start(args, tmp_path)
-    out, err = again.communicate(timeout=300)
-    assert again.returncode == 0, err
+    again = in_process(args, tmp_path)  # the same command again (here: no second start-up)
+    assert again.returncode == 0, again.stderr
     trials = load(url, "fashion-mnist").get_trials()
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 3
     assert trials[killed].state.name == "FAIL" and "died" in trials[killed].user_attrs["failed"]

@@ -15,7 +15,7 @@ import pytest
 from search.names import file_stem
 from search.run import main
 from search.space import WARM_START
-from tests.conftest import AWKWARD, QUICK
+from tests.conftest import AWKWARD, KILLABLE, QUICK
 from tests.helpers import cli_command, kill_mid_trial, load, start, states
 from tests.test_grid import RUN_MANAGER
 
@@ -267,7 +267,7 @@ def test_grid_sweeps_from_the_seed(in_tmp, capsys):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_marks_the_trial_prints_summary_and_resumes(tmp_path, sig):
-    args = ["--trials", "2", "--epochs", "3", *QUICK[2:]]  # QUICK minus its --epochs 1
+    args = ["--trials", "2", *QUICK, *KILLABLE]
     proc = start(args, tmp_path)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     interrupted = kill_mid_trial(proc, storage, "fashion-mnist", sig=sig)

@@ -39,10 +39,10 @@ def prepared(name: str, trials: list[dict]) -> optuna.Study:
 
 def test_median_pruner_prunes_a_bad_region(in_tmp):
     prepared("fashion-mnist", [GOOD] * 5 + [BAD] * 3)
-    assert main(["--trials", "8", *QUICK, "--epochs", "3", "--pruner", "median"]) == 0
+    assert main(["--trials", "8", *QUICK, "--epochs", "2", "--pruner", "median"]) == 0
     trials = load("sqlite:///optuna.db", "fashion-mnist").get_trials()
     assert [t.state.name for t in trials[:5]] == ["COMPLETE"] * 5
-    assert all(len(t.intermediate_values) == 6 for t in trials[:5])  # 3 epochs, 2 steps each
+    assert all(len(t.intermediate_values) == 4 for t in trials[:5])  # 2 epochs, 2 steps each
     pruned = [t for t in trials[5:] if t.state.name == "PRUNED"]
     assert len(pruned) == 3 and all(len(t.intermediate_values) < 3 for t in pruned)
 
