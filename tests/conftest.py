@@ -51,6 +51,7 @@ QUICK = (
 # interrupt a run mid-trial have time to catch a trial between two steps.
 KILLABLE = ["--epochs", "2", "--step-images", "500"]
 
+STUDY_FIXTURES = ("finished", "searched")  # each built once, by the worker that runs its tests
 SERVER_URL = "TESTS_MLFLOW_SERVER"  # the xdist controller's server, for its workers
 _SERVER = pytest.StashKey[contextlib.ExitStack]()
 
@@ -88,11 +89,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests sharing a costly session fixture run in one xdist worker (``--dist loadgroup``),
-    so it is built once. (pytest-xdist 3.8 stops grouping on pytest 9.2, xdist issue #1386:
-    pyproject.toml keeps pytest below 9.2, and ``pytest_configure`` refuses to run on it.)"""
+    """Tests sharing a costly study fixture run in one xdist worker (``--dist loadgroup``),
+    so it is built once; the rest go wherever a worker is free (the MLflow server is the
+    controller's, shared by all). (pytest-xdist 3.8 stops grouping on pytest 9.2, xdist issue
+    #1386: pyproject.toml keeps pytest below 9.2, and ``pytest_configure`` refuses to run on
+    it.)"""
     for item in items:
-        for shared in ("finished", "server"):
+        for shared in STUDY_FIXTURES:
             if shared in item.fixturenames:
                 item.add_marker(pytest.mark.xdist_group(shared))
                 break

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import io
+import multiprocessing
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -70,6 +73,90 @@ def start(args: list[str], cwd: Path) -> subprocess.Popen:
         text=True,
         preexec_fn=_as_in_a_terminal,
     )
+
+
+# What a fresh ``python -m search.run`` spends ~4 s of CPU importing (torch, the torch._dynamo
+# that every optimizer imports, MLflow, pandas, matplotlib, the product): imported once into a
+# fork server, so each ``forked`` run starts from a warm copy of it.
+WARM = ["torch", "torch._dynamo", "optuna", "mlflow", "mlflow.pytorch", "search.run"]
+WARM += ["search.figures", "search.report", "search.tracking", "tests.helpers"]
+
+
+def _warm_context() -> multiprocessing.context.BaseContext:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(WARM)
+    return context
+
+
+def _run_main(args: list[str], cwd: str, env: dict[str, str], out: str, err: str) -> None:
+    """The forked process: as ``python -m search.run ARGS`` would be, from a terminal, with
+    stdout and stderr in files; interpreter exit (atexit) included."""
+    for path, fd in ((out, 1), (err, 2)):
+        opened = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(opened, fd)
+        os.close(opened)
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    sys.argv = [str(ROOT / "search" / "run.py"), *args]
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    from search.run import main
+
+    try:
+        code = main(args)
+    finally:
+        atexit._run_exitfuncs()
+    sys.exit(code)
+
+
+class Forked:
+    """``main(args)`` in a process of its own, forked from a warm interpreter: a real process
+    (its own pid, storage connections and signals; killable mid-trial) without the start-up.
+    Offers the ``subprocess.Popen`` methods the tests use."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        self.args = args
+        self._dir = tempfile.TemporaryDirectory(prefix="forked-")
+        self._out, self._err = (os.path.join(self._dir.name, n) for n in ("out", "err"))
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        options = (list(args), str(cwd), env, self._out, self._err)
+        self._process = _warm_context().Process(target=_run_main, args=options, daemon=True)
+        self._process.start()
+        self.pid = self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode  # as Popen's: -N when ended by signal N
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self.returncode is None:
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        self.wait(timeout)
+        out, err = (Path(p).read_text(encoding="utf-8") for p in (self._out, self._err))
+        self._dir.cleanup()
+        return out, err
+
+
+def forked(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``cli`` in a ``Forked`` process: a run that needs a process of its own, not a fresh
+    interpreter (that is ``cli``: ``--help``, signals from a terminal, a user's first run)."""
+    run = Forked(args, cwd)
+    out, err = run.communicate(timeout)
+    return subprocess.CompletedProcess(args, run.returncode, out, err)
 
 
 def free_port() -> int:

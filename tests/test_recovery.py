@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from search.recovery import alive, dead_here, process_space, recover, waiting_line
 from search.storage import open_storage
 from tests.conftest import KILLABLE, QUICK
-from tests.helpers import in_process, kill_mid_trial, load, start
+from tests.helpers import Forked, in_process, kill_mid_trial, load
 
 
 def dead_pid() -> int:
@@ -78,7 +78,7 @@ def test_a_journal_study_recovers_from_a_killed_run(tmp_path):
     and its params run again, and the study reaches its target instead of waiting forever."""
     url = f"journal:{tmp_path / 'study.journal'}"
     args = ["--storage", url, "--trials", "3", *QUICK, *KILLABLE]
-    killed = kill_mid_trial(start(args, tmp_path), url, "fashion-mnist")
+    killed = kill_mid_trial(Forked(args, tmp_path), url, "fashion-mnist")
     again = in_process(args, tmp_path)  # the same command again (here: no second start-up)
     assert again.returncode == 0, again.stderr
     trials = load(url, "fashion-mnist").get_trials()

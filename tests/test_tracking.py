@@ -20,8 +20,8 @@ from mlflow import MlflowClient
 
 from data import CLASSES
 from search.run import main
-from tests.conftest import QUICK
-from tests.helpers import CHROMIUM, CHROMIUM_FLAGS, cli, load, serving, wait_http
+from tests.conftest import QUICK, THREADS
+from tests.helpers import CHROMIUM, CHROMIUM_FLAGS, forked, load, serving, wait_http
 from tests.test_study import BAD, GOOD
 
 TRACKED = [a for a in QUICK if a != "--no-mlflow"]
@@ -33,7 +33,7 @@ def searched(server, tmp_path_factory):
     its champion is scored on the whole test set, which the download tests check again."""
     cwd = tmp_path_factory.mktemp("study")
     flags = [*TRACKED, "--final-epochs", "1", "--test-size", "10000", "--tracking-uri", server]
-    done = cli(["--trials", "3", *flags], cwd)
+    done = forked(["--trials", "3", *flags], cwd)
     assert done.returncode == 0, done.stderr
     return cwd, done.stdout, done.stderr
 
@@ -245,7 +245,7 @@ def test_a_tiny_budget_ends_on_time_and_still_registers_a_champion(server, tmp_p
         server,
     ]
     start = time.monotonic()
-    done = cli(args, tmp_path)
+    done = forked(args, tmp_path)
     elapsed = time.monotonic() - start
     assert done.returncode == 0, done.stderr
     assert f"ended by --budget {budget} s" in done.stdout
@@ -312,6 +312,7 @@ def test_champion_loads_in_a_project_with_its_own_models_data_and_search(
     images = raw.test_images.unsqueeze(1).float() / 255  # what ToTensor gives
     torch.save((images, raw.test_labels), tmp_path / "test.pt")
     env = {**os.environ, "MLFLOW_TRACKING_URI": server, "PYTHONPATH": str(tmp_path)}
+    env["OMP_NUM_THREADS"] = str(THREADS)  # torch's share of the cores, as in every test process
     done = subprocess.run(
         [sys.executable, "use_champion.py", str(ROOT)],
         cwd=tmp_path,

@@ -22,7 +22,7 @@ from search.recovery import alive, dead_here
 from search.workers import workers_that_fit
 from tests.conftest import KILLABLE
 from tests.conftest import QUICK as CONFTEST_QUICK
-from tests.helpers import cli, in_process, kill_mid_trial, load, start
+from tests.helpers import Forked, forked, in_process, kill_mid_trial, load, start
 
 SECRET = "pw-never-printed"  # trust auth ignores it; it is here to prove it is masked
 # The suite's QUICK run, tracked unless a test says --no-mlflow, with a heartbeat each second
@@ -62,7 +62,7 @@ def finish(procs: list[subprocess.Popen], timeout: float = 600) -> list[tuple[in
 def beside(args: list[str], cwd: Path) -> list[tuple[int, str, str]]:
     """Two workers on one study: a process started here, and this test process itself (one
     interpreter start-up fewer); their exit codes and outputs."""
-    other = start(args, cwd)
+    other = Forked(args, cwd)
     try:
         here = in_process(args, cwd)
     except BaseException:
@@ -181,7 +181,7 @@ def test_sigkill_mid_trial_is_retried_once(pg_url, server, tmp_path):
         "--registered-model",
         "crash-model",
     ]
-    victim, survivor = start(args, tmp_path), start(args, tmp_path)
+    victim, survivor = Forked(args, tmp_path), Forked(args, tmp_path)
     killed = kill_mid_trial(victim, pg_url, "crash")
     code, out, err = finish([survivor])[0]
     assert code == 0, err
@@ -212,7 +212,7 @@ def test_two_workers_run_each_grid_point_once(pg_url, tmp_path):
 def test_grid_with_a_killed_worker_reruns_only_that_point(pg_url, tmp_path):
     (tmp_path / "g.json").write_text(json.dumps(GRID))
     args = ["--storage", pg_url, "--grid", "g.json", *QUICK, *KILLABLE, "--no-mlflow"]
-    victim, survivor = start(args, tmp_path), start(args, tmp_path)
+    victim, survivor = Forked(args, tmp_path), Forked(args, tmp_path)
     killed = kill_mid_trial(victim, pg_url, "fashion-mnist-grid-g")
     assert finish([survivor])[0][0] == 0
     trials = load(pg_url, "fashion-mnist-grid-g").get_trials()
@@ -229,7 +229,9 @@ def test_local_workers_on_default_stores_share_trials_and_honour_the_budget(tmp_
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # MLflow's default: ./mlflow.db
     budget = 30  # seconds: start-up of the supervisor and two workers, a few trials, the end
     start = time.monotonic()
-    done = cli(["--workers", "2", "--trials", "500", *QUICK, "--budget", f"{budget}s"], tmp_path)
+    done = forked(
+        ["--workers", "2", "--trials", "500", *QUICK, "--budget", f"{budget}s"], tmp_path
+    )
     elapsed = time.monotonic() - start
     assert done.returncode == 0, done.stderr
     assert "database is locked" not in done.stderr and "Traceback" not in done.stderr
@@ -303,7 +305,7 @@ def test_processes_started_together_on_fresh_default_stores_all_run(tmp_path, mo
     ``schema_lock`` this failed in 2 of 3 processes; run once, it still catches that.)"""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # MLflow's default: ./mlflow.db
     args = ["--trials", "3", *QUICK, "--epochs", "1", "--step-images", "2000"]
-    results = finish([start(args, tmp_path) for _ in range(3)])
+    results = finish([Forked(args, tmp_path) for _ in range(3)])
     assert [code for code, _, _ in results] == [0, 0, 0], [err for _, _, err in results]
     trials = load(f"sqlite:///{tmp_path / 'optuna.db'}", "fashion-mnist").get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3  # one step: nothing to prune
@@ -326,7 +328,7 @@ def test_workers_end_with_a_killed_supervisor(tmp_path):
     running trials, instead of running on as orphans."""
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     args = ["--workers", "2", "--trials", "50", *QUICK, "--epochs", "20", "--no-mlflow"]
-    supervisor = start(args, tmp_path)
+    supervisor = Forked(args, tmp_path)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # until both workers run a trial
         assert supervisor.poll() is None, supervisor.communicate()
@@ -354,7 +356,7 @@ def test_workers_end_with_a_killed_supervisor(tmp_path):
 
 def test_workers_are_capped_and_the_summary_names_the_timeout(tmp_path):
     cores = os.cpu_count() or 1
-    done = cli(
+    done = forked(
         ["--workers", "64", "--trials", "20", *QUICK, "--timeout", "3", "--no-mlflow"], tmp_path
     )
     assert done.returncode == 0, done.stderr
