@@ -44,9 +44,10 @@ def cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedP
 
 
 def in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """``cli`` without a new interpreter: ``main(args)`` here, from ``cwd``, output captured.
-    It saves a run the ~5 s of CPU a new process spends on imports, torch's optimizer
-    machinery and reading the dataset; what needs a process of its own uses ``cli``."""
+    """``cli`` without a new process: ``main(args)`` here, from ``cwd``, output captured.
+    It saves a run the ~5 s of CPU a new interpreter spends on imports, torch's optimizer
+    machinery and reading the dataset; what needs a process of its own is ``forked``, and
+    what needs a fresh interpreter (as a user starts it) is ``cli`` or ``start``."""
     from search.run import main
 
     out, err = io.StringIO(), io.StringIO()
@@ -118,7 +119,9 @@ class Forked:
         self.args = args
         self._dir = tempfile.TemporaryDirectory(prefix="forked-")
         self._out, self._err = (os.path.join(self._dir.name, n) for n in ("out", "err"))
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        for path in (self._out, self._err):  # there even if it is killed before it opens them
+            Path(path).touch()
+        env = cli_command(args)[1]  # the environment ``cli`` gives its process
         options = (list(args), str(cwd), env, self._out, self._err)
         self._process = _warm_context().Process(target=_run_main, args=options, daemon=True)
         self._process.start()
