@@ -27,8 +27,8 @@ $(DATASET):
 search: install
 	$(PY) -m search.run --trials $(TRIALS)
 
-# Two test processes, one per core; tests sharing a costly fixture (the MLflow server, a
-# finished study) stay in one process (--dist loadgroup, marks set in tests/conftest.py).
+# Two test processes, one per core; tests sharing a costly study fixture stay in one
+# process (--dist loadgroup, marks set in tests/conftest.py); the MLflow server is shared.
 test: install
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 
