@@ -255,7 +255,7 @@ def states(study: optuna.Study) -> list[str]:
 
 
 def kill_mid_trial(
-    victim: subprocess.Popen, storage: str, study: str, sig=signal.SIGKILL, timeout=300
+    victim: subprocess.Popen | Forked, storage: str, study: str, sig=signal.SIGKILL, timeout=300
 ) -> int:
     """Send ``sig`` to ``victim`` while one of its trials is running and has reported a step
     (polling the storage, the only place that knows); waits for it to exit and returns that

@@ -51,7 +51,9 @@ def maria_url():
     admin.close()
 
 
-def finish(procs: list[subprocess.Popen], timeout: float = 600) -> list[tuple[int, str, str]]:
+def finish(
+    procs: list[subprocess.Popen | Forked], timeout: float = 600
+) -> list[tuple[int, str, str]]:
     results = []
     for p in procs:
         out, err = p.communicate(timeout=timeout)
@@ -60,8 +62,8 @@ def finish(procs: list[subprocess.Popen], timeout: float = 600) -> list[tuple[in
 
 
 def beside(args: list[str], cwd: Path) -> list[tuple[int, str, str]]:
-    """Two workers on one study: a process started here, and this test process itself (one
-    interpreter start-up fewer); their exit codes and outputs."""
+    """Two workers on one study: a forked process, and this test process itself (one process
+    fewer); their exit codes and outputs."""
     other = Forked(args, cwd)
     try:
         here = in_process(args, cwd)
