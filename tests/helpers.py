@@ -78,9 +78,10 @@ def start(args: list[str], cwd: Path) -> subprocess.Popen:
 
 # What a fresh ``python -m search.run`` spends ~4 s of CPU importing (torch, the torch._dynamo
 # that every optimizer imports, MLflow, pandas, matplotlib, the product): imported once into a
-# fork server, so each ``forked`` run starts from a warm copy of it.
-WARM = ["torch", "torch._dynamo", "optuna", "mlflow", "mlflow.pytorch", "search.run"]
-WARM += ["search.figures", "search.report", "search.tracking", "tests.helpers"]
+# fork server, so each ``forked`` run starts from a warm copy of it. (search.run imports the
+# rest of the product; figures and tracking it imports only when needed.)
+WARM = ["torch", "torch._dynamo", "optuna", "mlflow", "mlflow.pytorch", "pandas", "search.run"]
+WARM += ["search.figures", "search.tracking", "tests.helpers"]
 
 
 def _warm_context() -> multiprocessing.context.BaseContext:
