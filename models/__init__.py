@@ -4,7 +4,8 @@
     net = build_model(CNNConfig(n_layers=2, channels=32, batch_norm=True))  # (N,1,28,28) -> (N,10)
 
 Families: ``mlp`` (``n_layers`` hidden layers of ``hidden_dim``), ``cnn`` (``n_layers`` conv
-blocks starting at ``channels``), and the tutorial's two seeded networks by name
+blocks starting at ``channels``), ``resnet`` (``n_layers`` stages with a residual block each),
+and the tutorial's two seeded networks by name
 (``SeedNetConfig(network="no_batch_norm" | "batch_norm")``). Configs validate on construction
 and raise ``ValueError`` naming the field and value. ``standalone(model, mean, std)`` turns a
 trained network into an ``nn.Sequential`` of ``torch.nn`` layers that normalizes its own input
@@ -15,6 +16,7 @@ from models.build import ModelConfig, build_model, config_from_dict, count_param
 from models.cnn import CNN, CNNConfig
 from models.export import standalone
 from models.mlp import MLP, MLPConfig
+from models.resnet import ResNet, ResNetConfig
 from models.seed import SEED_NETWORKS, SeedNetConfig
 
 __all__ = [
@@ -23,6 +25,8 @@ __all__ = [
     "MLP",
     "MLPConfig",
     "ModelConfig",
+    "ResNet",
+    "ResNetConfig",
     "SEED_NETWORKS",
     "SeedNetConfig",
     "build_model",

@@ -6,9 +6,10 @@ from torch import nn
 
 from models.cnn import CNN, CNNConfig
 from models.mlp import MLP, MLPConfig
+from models.resnet import ResNet, ResNetConfig
 from models.seed import SeedNetConfig, build_seed_network
 
-ModelConfig = MLPConfig | CNNConfig | SeedNetConfig
+ModelConfig = MLPConfig | CNNConfig | ResNetConfig | SeedNetConfig
 
 
 def build_model(config: ModelConfig) -> nn.Module:
@@ -18,9 +19,13 @@ def build_model(config: ModelConfig) -> nn.Module:
         return MLP(config)
     if isinstance(config, CNNConfig):
         return CNN(config)
+    if isinstance(config, ResNetConfig):
+        return ResNet(config)
     if isinstance(config, SeedNetConfig):
         return build_seed_network(config)
-    raise ValueError(f"build_model needs an MLPConfig, CNNConfig or SeedNetConfig, got {config=}")
+    raise ValueError(
+        f"build_model needs an MLPConfig, CNNConfig, ResNetConfig or SeedNetConfig, got {config=}"
+    )
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -29,7 +34,7 @@ def count_parameters(model: nn.Module) -> int:
 
 def config_from_dict(arch: str, fields: dict) -> ModelConfig:
     """Inverse of ``dataclasses.asdict`` plus the ``arch`` class tag (checkpoints)."""
-    by_arch = {c.arch: c for c in (MLPConfig, CNNConfig, SeedNetConfig)}
+    by_arch = {c.arch: c for c in (MLPConfig, CNNConfig, ResNetConfig, SeedNetConfig)}
     if arch not in by_arch:
         raise ValueError(f"arch must be one of {sorted(by_arch)}, got {arch=}")
     return by_arch[arch](**fields)

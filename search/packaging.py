@@ -6,6 +6,9 @@ One logged model, two flavors:
   ``torch.nn`` layers, so ``mlflow.pytorch.load_model`` returns a module that ``eval()``,
   ``train()``, ``to(device)`` and fine-tuning work on, loading only torch classes: nothing
   of ours is imported, whatever ``models``/``data``/``search`` packages the user has.
+- the one layer of ours a network may hold, ``Residual``, travels beside it as
+  ``fashion_search_blocks`` (``models/blocks.py`` under a name no project has; see
+  ``models.export``), so a residual champion loads the same way.
 - ``python_function``: ``fashion_search_serving`` (``search/serving.py`` under a name no
   project has) answers ``mlflow models serve`` and ``mlflow.pyfunc.load_model`` with
   ``class_index``, ``class_name`` and ``probabilities`` per image.
@@ -30,6 +33,7 @@ from mlflow.models import Model, ModelSignature
 from mlflow.types.schema import Array, ColSpec, Schema, TensorSpec
 
 from data import CLASSES
+from models.export import BLOCKS_FILE, BLOCKS_MODULE
 from search import serving
 
 LOADER_MODULE = "fashion_search_serving"
@@ -58,11 +62,13 @@ class _ChampionFlavor:
         with tempfile.TemporaryDirectory() as tmp:
             loader = Path(tmp) / f"{LOADER_MODULE}.py"
             shutil.copy(serving.__file__, loader)
+            shipped_blocks = Path(tmp) / f"{BLOCKS_MODULE}.py"
+            shutil.copy(BLOCKS_FILE, shipped_blocks)
             mlflow.pytorch.save_model(
                 pytorch_model,
                 path,
                 mlflow_model=mlflow_model,
-                code_paths=[str(loader)],
+                code_paths=[str(loader), str(shipped_blocks)],
                 serialization_format="pickle",
                 **kwargs,
             )

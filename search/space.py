@@ -135,6 +135,7 @@ def spec_from_params(
         "shuffle",
         "schedule",
         "augment",
+        "label_smoothing",
     )
     model = model_config(params)
     # BatchNorm cannot train on a final batch of one image: drop the partial batch instead.

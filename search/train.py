@@ -49,6 +49,7 @@ class TrainConfig:
     epochs: int = 5  # the article trains 5 epochs
     schedule: str = "constant"  # the article keeps the rate fixed
     augment: bool = False  # random crop (+-2 px) and horizontal flip, on the device
+    label_smoothing: float = 0.0  # cross-entropy's target smoothing (0.1 is the usual value)
     shuffle: bool = True
     drop_last: bool = False
     seed: int = 0
@@ -72,6 +73,10 @@ class TrainConfig:
         if self.batch_size < 1 or self.epochs < 1:
             raise ValueError(
                 f"batch_size and epochs must be >= 1, got {self.batch_size=} {self.epochs=}"
+            )
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(
+                f"label_smoothing must be in [0, 1), got label_smoothing={self.label_smoothing!r}"
             )
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1 or None, got steps={self.steps!r}")
@@ -203,7 +208,7 @@ def train(
             if config.augment:
                 x = crop_flip(x, generator)
             logits = model(x.contiguous(memory_format=torch.channels_last))
-            loss = F.cross_entropy(logits, y)
+            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -8,11 +8,14 @@ import torch
 from models import (
     CNNConfig,
     MLPConfig,
+    ResNetConfig,
     SeedNetConfig,
     build_model,
     count_parameters,
     standalone,
 )
+from models.blocks import Residual
+from models.export import BLOCKS_MODULE, needs_blocks
 
 
 @pytest.mark.parametrize("n_layers", [1, 2, 3, 4])
@@ -118,6 +121,9 @@ def test_seed_network_does_not_reset_callers_rng():
         (lambda: CNNConfig(head_dim=0), "head_dim"),
         (lambda: CNNConfig(head_layers=5), "head_layers"),
         (lambda: SeedNetConfig("resnet"), "network"),
+        (lambda: ResNetConfig(n_layers=4), "n_layers"),
+        (lambda: ResNetConfig(channels=0), "channels"),
+        (lambda: ResNetConfig(dropout=-0.1), "dropout"),
     ],
 )
 def test_invalid_config_names_field_and_value(make, field):
@@ -156,6 +162,36 @@ def test_standalone_is_plain_torch_normalizes_itself_and_trains(config, tmp_path
     assert loaded.normalize.weight.item() == 2.0
     assert loaded.normalize.bias.item() == pytest.approx(-0.6)
     assert not torch.allclose(loaded.eval()(x), plain(x))  # the rest did move
+
+
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+def test_resnet_stages_pool_double_and_add_one_residual_block_each(n_layers):
+    model = build_model(ResNetConfig(n_layers=n_layers, channels=4, dropout=0.1))
+    assert model(torch.randn(5, 1, 28, 28)).shape == (5, 10)
+    residuals = [m for m in model.modules() if isinstance(m, Residual)]
+    assert len(residuals) == n_layers
+    widths = [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert widths == [4] + [w for i in range(n_layers) for w in [4 * 2 ** (i + 1)] * 3]
+    assert model.head[-1].in_features == 4 * 2**n_layers
+    assert ResNetConfig().batch_norm  # always: drop_last and the like follow it
+    # x + body(x): a body that outputs zeros makes the block the identity.
+    block = residuals[0]
+    torch.nn.init.zeros_(block.body[-2].weight), torch.nn.init.zeros_(block.body[-2].bias)
+    x = torch.randn(2, 8, 14, 14)
+    assert torch.equal(block.eval()(x), x)
+
+
+def test_a_standalone_resnet_names_only_torch_and_the_shipped_blocks(tmp_path):
+    torch.manual_seed(0)
+    inner = build_model(ResNetConfig(n_layers=2, channels=4)).eval()
+    plain = standalone(inner, mean=0.3, std=0.5)
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.allclose(plain(x), inner((x - 0.3) / 0.5), atol=1e-5)
+    modules = {type(m).__module__.split(".")[0] for m in plain.modules()}
+    assert modules == {"torch", BLOCKS_MODULE}
+    assert needs_blocks(plain) and not needs_blocks(standalone(build_model(CNNConfig()), 0, 1))
+    # The layers are shared, not copied: the exported model is the trained one.
+    assert plain.features[-1].body[0] is inner.features[-1].body[0]
 
 
 def test_standalone_refuses_unknown_networks():
