@@ -55,9 +55,13 @@ def article(splits) -> tuple[float, float]:
     return time.perf_counter() - start, accuracy
 
 
-def study(directory: Path, extra: list[str]) -> tuple[float, float, list[str]]:
-    """(seconds, champion's test accuracy, summary lines) of the default 50-trial study."""
-    command = [sys.executable, "-m", "search.run", "--trials", "50", *extra]
+def study(
+    directory: Path, extra: list[str], trials: int | None = 50
+) -> tuple[float, float, list[str]]:
+    """(seconds, champion's test accuracy, summary lines) of the default study of ``trials``
+    (``None``: no ``--trials`` flag) in ``directory``."""
+    cap = ["--trials", str(trials)] if trials is not None else []
+    command = [sys.executable, "-m", "search.run", *cap, *extra]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     env.pop("MLFLOW_TRACKING_URI", None)  # MLflow's own default: ./mlflow.db
     start = time.perf_counter()

@@ -25,6 +25,7 @@ import torch
 
 from data import load_splits
 from models import build_model
+from search import recipe
 from search.space import ARTICLE, spec_from_params
 from search.train import evaluate, train
 
@@ -41,6 +42,13 @@ RECIPES = {
     "adamw + crop/flip": {**ARTICLE, **ADAMW, "augment": True},
     "adamw + crop/flip + label smoothing": {**ARTICLE, **ADAMW, **SMOOTH, "augment": True},
 }
+
+
+def strongest(epochs: int) -> dict:
+    """The strongest recipe known for the article's CNN at that length (the table in
+    docs/measured.md): AdamW on the cosine schedule, with the regularizers ``search.recipe``
+    switches on by length, the same rule the final fit follows."""
+    return recipe.with_length({**ARTICLE, **ADAMW}, epochs)
 
 
 def run(params: dict, splits, epochs: int) -> tuple[float, float]:

@@ -4,6 +4,10 @@
     budget.reserve = final_fit_seconds + END_SECONDS
     if budget.allows(next_trial_seconds): ...   # else the study ends, "ended by --budget"
 
+Under a budget the final fit is not a fixed number of epochs: ``FINAL_SHARE`` of the budget is
+kept for it from the start, the trials and their re-runs use the rest, and the final fit then
+trains as many epochs as fit in what is left (more, if the trials ended early).
+
 Costs are estimated from what the study has measured (its trials' ``train_seconds`` and
 ``train_images``), never guessed: the next trial and the final fit may train at the slowest
 per-image rate of any complete trial so far. Before any trial has completed there is nothing
@@ -17,6 +21,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable
 
 import optuna
 from optuna.trial import TrialState
@@ -27,6 +32,8 @@ from optuna.trial import TrialState
 END_SECONDS = 16.0
 END_SECONDS_UNTRACKED = 10.0
 MARGIN = 1.15  # estimates from other trials are rough: a busy CPU or a bigger batch
+# The final fit's share of a --budget (measured: docs/measured.md, "The budget's split").
+FINAL_SHARE = 0.5
 UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
@@ -87,10 +94,21 @@ def slowest_rate(study: optuna.Study) -> float | None:
 
 
 def final_epochs_that_fit(
-    per_epoch: float, wanted: int, left: float, end_seconds: float = END_SECONDS
+    per_epoch: float,
+    wanted: int | None,
+    left: float,
+    end_seconds: float = END_SECONDS,
+    cost: Callable[[int], float] = lambda epochs: 1.0,
 ) -> int:
-    """How many final-fit epochs end before the deadline (0: none; then the best trial's own
-    weights are the champion)."""
+    """How many final-fit epochs end before the deadline: at most ``wanted`` (``None``: as many
+    as fit); 0 if none does (then the best trial's own weights are the champion). ``cost``
+    scales an epoch's seconds by the run's length (augmentation switches on with length)."""
     if per_epoch <= 0:
-        return wanted
-    return max(0, min(wanted, int((left - end_seconds) / (per_epoch * MARGIN))))
+        return wanted or 0
+    room = left - end_seconds
+    epochs = max(0, int(room / (per_epoch * MARGIN)))
+    if wanted is not None:
+        epochs = min(wanted, epochs)
+    while epochs > 0 and epochs * per_epoch * MARGIN * cost(epochs) > room:
+        epochs -= 1
+    return epochs

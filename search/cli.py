@@ -23,6 +23,7 @@ from search.config import (
     FINAL_EPOCHS,
     FINAL_EPOCHS_CUDA,
     SECTIONS,
+    TRIALS,
     RunConfig,
     default_of,
     flag_of,
@@ -32,6 +33,7 @@ from search.config import (
 from search.device import DEVICES, will_use_cuda
 from search.names import EXPERIMENT_MAX, STUDY_MAX, check_model_name, check_name
 from search.samplers import PRUNERS, SAMPLERS
+from search.winner import TOP_K
 
 LABELLED = 60_000  # Fashion-MNIST's training file: split into train and validation
 MIN_VAL = 10  # one image per class, at the very least
@@ -88,6 +90,7 @@ READ: dict[str, dict[str, Any]] = {
     "epochs": {"type": POSITIVE_INT},
     "step_images": {"type": POSITIVE_INT},
     "final_epochs": {"type": number(int, 0, strict=False)},
+    "reruns": {"type": number(int, 0, strict=False)},
     "device": {"choices": None},  # checked by search.device, which knows what exists here
     "train_size": {"type": POSITIVE_INT},
     "val_size": {"type": POSITIVE_INT},
@@ -99,7 +102,17 @@ READ: dict[str, dict[str, Any]] = {
     "poll_seconds": {"type": POSITIVE_FLOAT},
 }
 # Defaults that depend on other flags: argparse leaves them None, ``resolve`` fills them in.
-LATE = {"name", "sampler", "pruner", "final_epochs", "threads", "experiment", "storage"}
+LATE = {
+    "name",
+    "trials",
+    "sampler",
+    "pruner",
+    "final_epochs",
+    "reruns",
+    "threads",
+    "experiment",
+    "storage",
+}
 
 
 def build_parser(doc: str) -> Parser:
@@ -164,15 +177,18 @@ def resolve(config: RunConfig) -> RunConfig:
     study = replace(
         study,
         name=name,
+        trials=study.trials if study.trials or study.budget else TRIALS,
         sampler=sampler,
         pruner=study.pruner or ("none" if grid else "successive-halving"),
         storage=study.storage or storage_default(),
     )
     training = config.training
-    if training.final_epochs is None:
+    if training.final_epochs is None and (grid or not study.budget):  # a budget: fill it
         on_gpu = will_use_cuda(config.data.device)
         final = 0 if grid else FINAL_EPOCHS_CUDA if on_gpu else FINAL_EPOCHS
         training = replace(training, final_epochs=final)
+    if training.reruns is None:
+        training = replace(training, reruns=0 if grid else TOP_K)
     workers = config.workers
     if workers.threads is None:
         workers = replace(workers, threads=max(1, (os.cpu_count() or 1) // workers.workers))

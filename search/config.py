@@ -16,9 +16,11 @@ from typing import Any
 from data.splits import TEST_SIZE, VAL_SIZE
 from search.storage import HEARTBEAT_INTERVAL
 from search.urls import mask_url
+from search.winner import TOP_K
 
 STORAGE_ENV = "FASHION_SEARCH_STORAGE"  # --storage's default; how --workers hands the URL over
 DEFAULT_STUDY = "fashion-mnist"
+TRIALS = 50  # on 2 CPU cores a default study then takes about 3-4x the article's training
 # One epoch per trial: on 2 CPU cores 50 pruned trials then take ~5 minutes, and a
 # configuration's one-epoch rank predicts its rank after the longer final fit (Measured).
 EPOCHS = 1
@@ -52,7 +54,9 @@ class StudyConfig:
         "Optuna storage URL: sqlite:///F, postgresql://..., mysql+pymysql://..., journal:F "
         f"(default: ${STORAGE_ENV} or {{default}})",
     )
-    trials: int = option(50, "finished trials wanted in the study (default: {default})")
+    trials: int | None = option(
+        TRIALS, "finished trials wanted in the study (default: {default}; with --budget, no limit)"
+    )
     budget: float | None = option(
         None,
         "wall-clock limit for the whole run, final model included, e.g. 600s, 10m, 1h; no "
@@ -80,11 +84,16 @@ class TrainingConfig:
         "training images per step: validation accuracy is reported, and a trial may be pruned, "
         "after every step (default: {default:,}; grid mode: one epoch)",
     )
-    final_epochs: int = option(
+    final_epochs: int | None = option(
         FINAL_EPOCHS,
-        "train the best configuration again for N epochs on train + validation; that is the "
-        "champion (default: {default}, on a GPU 15, grid mode 0; 0 = the best trial's own "
-        "weights)",
+        "train the winning configuration again for N epochs on train + validation; that is "
+        "the champion (default: {default}, on a GPU 15, grid mode 0; with --budget, as many "
+        "as fit in what the trials leave of it; 0 = the best trial's own weights)",
+    )
+    reruns: int = option(
+        TOP_K,
+        "before the final fit, train the top K trials' configurations once more on another "
+        "seed and choose the best mean (default: {default}; grid mode 0; 0 = the best trial)",
     )
 
 

@@ -38,6 +38,13 @@ class Progress(TrialHooks):
                 f"final fit epoch {m.step}/{epochs} train_accuracy {m.train_accuracy:.4f}"
             )
 
+    def rerunning(self, trial_number: int) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"re-running trial #{trial_number} on another seed")
+
+    def rerun(self, trial_number: int, value: float) -> None:
+        self.note(f"re-run of trial #{trial_number}: val_accuracy {value:.4f}")
+
     def after_trial(self, study: optuna.Study, finished: int) -> None:
         try:
             self.best = study.best_value

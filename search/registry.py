@@ -50,15 +50,16 @@ class Registry:
     def register(
         self,
         study: optuna.Study,
+        best: optuna.trial.FrozenTrial,
         model: torch.nn.Module,
         test_accuracy: float,
         example: np.ndarray,
         run_id: str,
         final_run_id: str | None,
     ) -> str:
-        """Log ``model`` under ``run_id`` and register it unless the current champion is as
-        good; returns a line for the summary."""
-        best = study.best_trial
+        """Log ``model`` (the final fit, or the own weights, of the study's winner ``best``)
+        under ``run_id`` and register it unless the current champion is as good; returns a
+        line for the summary."""
         current = self.champion()
         if current is not None:
             same = self.is_champion(study.study_name, best.number) is not None

@@ -78,11 +78,12 @@ class Summary:
     ended: str  # what ended the study, in the words of the flag that did it
     wall_seconds: float
     best_trial: int | None = None
-    best_params: dict = field(default_factory=dict)
+    best_params: dict = field(default_factory=dict)  # the winner's
     best_value: float | None = None
     test_accuracy: float | None = None
     test_images: int = TEST_SIZE
     model_note: str = ""
+    winner: str = ""  # search.winner's line: what was chosen over what, and its noise
     tracking: str = ""
     files: list[Path] = field(default_factory=list)
 
@@ -97,8 +98,11 @@ class Summary:
             out.append("no trial has completed yet: nothing to evaluate")
         else:
             out.append(f"best trial #{self.best_trial}: val_accuracy {self.best_value:.4f}")
+            if self.winner:
+                out.append(f"winner: {self.winner}")
             out.append(
-                "best params: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.best_params.items())
+                "winner's params: "
+                + ", ".join(f"{k}={_fmt(v)}" for k, v in self.best_params.items())
             )
             if self.test_accuracy is not None:
                 test = (

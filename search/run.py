@@ -20,6 +20,7 @@ SIGTERM; the running trial is marked and the summary printed).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -33,9 +34,16 @@ import torch
 
 from data import DataError, Splits, load_splits
 from models import standalone
-from search import champion
+from search import champion, winner
 from search.artifacts import TrialPictures, close, open_store, pictures, upload
-from search.budget import END_SECONDS, END_SECONDS_UNTRACKED, Budget, process_start
+from search.budget import (
+    END_SECONDS,
+    END_SECONDS_UNTRACKED,
+    FINAL_SHARE,
+    Budget,
+    process_start,
+    slowest_rate,
+)
 from search.cli import UsageError, parse_args
 from search.config import STORAGE_ENV, RunConfig, params
 from search.device import DeviceError, describe, resolve_device
@@ -56,7 +64,14 @@ from search.storage import (
     open_storage,
     results_dir,
 )
-from search.study import CANNOT_RUN_STREAK, StudyPlan, finished_count, open_study, run_trials
+from search.study import (
+    CANNOT_RUN_STREAK,
+    StudyPlan,
+    final_reserve,
+    finished_count,
+    open_study,
+    run_trials,
+)
 from search.train import evaluate_and_predict
 from search.urls import TrackingError, check_tracking_uri, mask_url, scrub
 from search.workers import die_with_supervisor, supervise, worker_config, workers_that_fit
@@ -83,6 +98,7 @@ class Outcome:
     test_accuracy: float | None = None
     note: str = ""
     registered: str = ""
+    choice: winner.Choice | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,17 +136,18 @@ def main(argv: list[str] | None = None) -> int:
         return work(
             study, make_objective(config, inputs, steps, plan, hooks, study), plan, lock, tracking
         )
-    total = min(plan.target, grid_size(inputs.grid)) if inputs.grid else plan.target
+    total = min(plan.target or math.inf, grid_size(inputs.grid)) if inputs.grid else plan.target
     progress = Progress(total, finished_count(study, plan), steps, config.output.quiet)
     objective = make_objective(config, inputs, steps, plan, [*hooks, progress], study)
     announce(config, inputs.device)
     start = time.perf_counter()
-    workers = workers_to_start(config, total - finished_count(study, plan), inputs.splits)
+    left = config.workers.workers if total is None else total - finished_count(study, plan)
+    workers = workers_to_start(config, left, inputs.splits)
     with held_stderr() if config.output.quiet else contextlib.nullcontext():
         stopped = run_study(
             study, objective, plan, lock, config, workers, inputs.device, tracking, progress
         )
-    if stopped == "done" and finished_count(study, plan) < total:
+    if stopped == "done" and total is not None and finished_count(study, plan) < total:
         # Workers stop on their own timeout or budget; they exit 0 all the same.
         stopped = (
             "budget" if config.study.budget else "timeout" if config.study.timeout else stopped
@@ -238,13 +255,16 @@ def end_seconds(config: RunConfig) -> float:
 
 def make_plan(config: RunConfig, inputs: Inputs, budget: Budget) -> StudyPlan:
     train_images = len(inputs.splits.train[1])
+    final = config.training.final_epochs  # None: the final fit fills its share of --budget
     return StudyPlan(
         target=config.study.trials,
         grid=inputs.grid,
         timeout=config.study.timeout,
         budget=budget,
         trial_images=config.training.epochs * train_images,
-        final_images=config.training.final_epochs * (train_images + len(inputs.splits.val[1])),
+        final_images=(final or 0) * (train_images + len(inputs.splits.val[1])),
+        final_share=FINAL_SHARE if final is None else 0.0,
+        rerun_images=config.training.reruns * config.training.epochs * train_images,
         poll_seconds=config.workers.poll_seconds,
         end_seconds=end_seconds(config),
         journal=is_journal(config.study.storage),
@@ -355,17 +375,20 @@ def work(study, objective: Objective, plan: StudyPlan, lock, tracking) -> int:
 def finish(
     study, objective, inputs: Inputs, config: RunConfig, tracking, store, lock, plan, progress
 ) -> Outcome:
-    """Tables, then (if a trial completed) the champion, its test accuracy, its pictures in
-    Optuna and MLflow, and its registration."""
+    """Tables, then (if a trial completed) the winner, the champion, its test accuracy, its
+    pictures in Optuna and MLflow, and its registration."""
     outcome = Outcome(files=tables(study, inputs.grid, config))
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if not complete:
+    choice = choose_winner(study, inputs.splits, config, tracking, plan, progress)
+    if choice is None:
         if tracking is not None:
             tracking.runs.log_results({}, files=outcome.files)
         return outcome
-    best = outcome.best = study.best_trial
-    chosen = choose_champion(study, objective, inputs.splits, config, tracking, plan, progress)
+    outcome.choice = choice
+    best = outcome.best = next(
+        t for t in study.get_trials(deepcopy=False) if t.number == choice.winner.number
+    )
     splits = inputs.splits
+    chosen = choose_champion(study, best, objective, splits, config, tracking, plan, progress)
     _, outcome.test_accuracy, predicted = evaluate_and_predict(chosen.model, *splits.test)
     outcome.note = chosen.note
     study.set_user_attr("test_accuracy", {"trial": best.number, "value": outcome.test_accuracy})
@@ -382,6 +405,7 @@ def finish(
     with lock:  # several workers may end the study together: one registers
         outcome.registered = tracking.registry.register(
             study,
+            best,
             shipped,
             outcome.test_accuracy,
             example,
@@ -389,6 +413,27 @@ def finish(
             tracking.runs.final_id,
         )
     return outcome
+
+
+def choose_winner(study, splits, config: RunConfig, tracking, plan, progress):
+    """The top trials re-run on another seed (what the budget allows, keeping the final fit's
+    time), the best mean chosen (``search.winner``); ``None`` before any trial completed."""
+    plan.budget.reserve = final_reserve(plan, slowest_rate(study))
+
+    def on_rerun(trial, seed, value, seconds) -> None:
+        progress.rerun(trial.number, value)
+        if tracking is not None:
+            tracking.runs.log_rerun(trial.number, champion.full_params(trial), seed, value)
+
+    how = winner.Reruns(
+        spec_of=lambda t: champion.trial_spec(t, config.training.epochs, config.study.seed),
+        splits=splits,
+        seed=config.study.seed,
+        budget=plan.budget,
+        on_start=lambda t: progress.rerunning(t.number),
+        on_rerun=on_rerun,
+    )
+    return winner.choose(study, config.training.reruns, how)
 
 
 def tables(study: optuna.Study, grid, config: RunConfig) -> list[Path]:
@@ -404,10 +449,11 @@ def tables(study: optuna.Study, grid, config: RunConfig) -> list[Path]:
     return files
 
 
-def choose_champion(study, objective, splits, config: RunConfig, tracking, plan, progress):
-    """The registered champion if it already is this study's best trial, else the final fit
-    (what the budget leaves of it), else the best trial's own weights."""
-    best = study.best_trial
+def choose_champion(
+    study, best, objective, splits, config: RunConfig, tracking, plan, progress
+) -> champion.Champion:
+    """The registered champion if it already is the winner, else the winner's final fit (what
+    the budget leaves of it), else the winning trial's own weights."""
     registered = tracking.registry.is_champion(study.study_name, best.number) if tracking else None
     if registered is not None:
         model = champion.network_of(tracking.registry.load(registered)).to(splits.device)
@@ -417,9 +463,10 @@ def choose_champion(study, objective, splits, config: RunConfig, tracking, plan,
         )
         return champion.Champion(model, note)
     wanted = config.training.final_epochs
+    plan.budget.reserve = 0.0
     epochs = champion.epochs_that_fit(best, splits, wanted, plan.budget, end_seconds(config))
-    spec = champion.trial_spec(best, config.training.epochs, config.study.seed)
     if not epochs:
+        spec = champion.trial_spec(best, config.training.epochs, config.study.seed)
         checkpoint = (
             (lambda: tracking.checkpoints.load(best.user_attrs.get("mlflow_run_id", "")))
             if tracking
@@ -428,19 +475,21 @@ def choose_champion(study, objective, splits, config: RunConfig, tracking, plan,
         chosen = champion.trial_weights(best, spec, splits, objective.best, checkpoint)
         if wanted:
             chosen.note += f" (no time left for --final-epochs {wanted})"
+        elif wanted is None:
+            chosen.note += " (no time left for a final fit)"
         return chosen
+    spec = champion.final_spec(best, epochs, config.study.seed)
     if tracking is not None:
         images = len(splits.train[1]) + len(splits.val[1])
-        tracking.runs.start_final(
-            best.number, {**champion.full_params(best), "train_images": images}, epochs
-        )
+        params = {**champion.full_params(best), **champion.regularizers(spec)}
+        tracking.runs.start_final(best.number, {**params, "train_images": images}, epochs)
 
     def on_epoch(m) -> None:
         progress.final_epoch(m, epochs)
         if tracking is not None:
             tracking.runs.log_final_epoch(m)
 
-    return champion.fitted(spec, splits, epochs, wanted, best.number, on_epoch)
+    return champion.fitted(spec, splits, wanted, best.number, on_epoch)
 
 
 def log_results(tracking, study, outcome: Outcome, figures, matrix) -> None:
@@ -449,6 +498,8 @@ def log_results(tracking, study, outcome: Outcome, figures, matrix) -> None:
 
     page, _ = optuna_html(study)
     metrics = {"test_accuracy": outcome.test_accuracy, "best_val_accuracy": outcome.best.value}
+    if outcome.choice is not None:
+        metrics["winner_val_mean"] = outcome.choice.winner.mean
     tracking.runs.log_results(
         metrics,
         files=outcome.files,
@@ -468,12 +519,13 @@ def summary(
         counts=state_counts(study),
         ended=ended_by(stopped, config),
         wall_seconds=seconds,
-        best_trial=best.number if best else None,
-        best_value=best.value if best else None,
+        best_trial=study.best_trial.number if best else None,
+        best_value=study.best_value if best else None,
         best_params=champion.full_params(best) if best else {},
         test_accuracy=outcome.test_accuracy,
         test_images=config.data.test_size,
         model_note=outcome.note,
+        winner=outcome.choice.line() if outcome.choice else "",
         tracking=tracking_line(config, tracking, outcome.registered),
         files=outcome.files,
     )

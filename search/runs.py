@@ -125,7 +125,14 @@ class RunLogger:
                 ended += 1
         return ended
 
-    # --- the final fit ----------------------------------------------------------------------
+    # --- the winner's re-runs and the final fit ---------------------------------------------
+
+    def log_rerun(self, trial_number: int, params: dict, seed: int, value: float) -> None:
+        """A finished run ``rerun-<n>``: a top trial trained again on another seed."""
+        tags = {"source_trial": str(trial_number), "rerun_seed": str(seed)}
+        run_id = self._child(f"rerun-{trial_number}", tags, params)
+        self.client.log_metric(run_id, "val_accuracy", value)
+        self.client.set_terminated(run_id, "FINISHED")
 
     def start_final(self, trial_number: int, params: dict, epochs: int) -> None:
         params = {**params, "final_epochs": epochs}

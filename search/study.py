@@ -19,6 +19,7 @@ warm-start trial once.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -45,30 +46,42 @@ CANNOT_RUN_STREAK = 20
 
 @dataclass
 class StudyPlan:
-    target: int  # finished trials wanted (search) or combinations to run (grid)
+    target: int | None  # finished trials wanted (search) or combinations to run (grid); None:
+    # no limit (a --budget ends the study; a grid runs whole)
     grid: dict[str, list] | None = None
     timeout: float | None = None
     poll_seconds: float = 2.0  # how often to look again while other workers finish
     budget: Budget = field(default_factory=lambda: Budget(None))
     trial_images: int = 0  # training images in one whole trial
-    final_images: int = 0  # training images in the final fit (0: none)
+    final_images: int = 0  # training images in the final fit (0: none, or it fills a share)
+    final_share: float = 0.0  # of --budget kept for the final fit from the start (0: fixed)
+    rerun_images: int = 0  # training images of the top trials' re-runs (search.winner)
     end_seconds: float = END_SECONDS  # kept for the end of the run (see search.budget)
     journal: bool = False  # journal storage: no heartbeats (see search.recovery)
     grace_seconds: float = 30.0  # RDB storages: a silent trial is failed after this long
 
 
+def final_reserve(plan: StudyPlan, rate: float | None) -> float:
+    """Seconds kept for the final fit and the end of the run: the budget's final share, or
+    the fixed final fit at ``rate`` (seconds per image; unknown before a trial completes)."""
+    if plan.final_share and plan.budget.seconds is not None:
+        final = plan.final_share * plan.budget.seconds
+    else:
+        final = (rate or 0.0) * plan.final_images * MARGIN
+    return final + plan.end_seconds
+
+
 def budget_allows_trial(study: optuna.Study, plan: StudyPlan) -> bool:
-    """Keep time for the final fit and the end of the run; start a trial only if it fits too.
-    Before any trial has completed nothing is known, and the first one may start."""
+    """Keep time for the final fit, the top trials' re-runs and the end of the run; start a
+    trial only if it fits too. Before any trial has completed nothing is known of their cost,
+    and the first one may start."""
     rate = slowest_rate(study)
-    if rate is None:
-        plan.budget.reserve = plan.end_seconds
-        return plan.budget.allows(0.0)
-    plan.budget.reserve = rate * plan.final_images * MARGIN + plan.end_seconds
-    return plan.budget.allows(rate * plan.trial_images * MARGIN)
+    reruns = (rate or 0.0) * plan.rerun_images * MARGIN
+    plan.budget.reserve = final_reserve(plan, rate) + reruns
+    return plan.budget.allows((rate or 0.0) * plan.trial_images * MARGIN)
 
 
-def grid_todo(grid: dict[str, list], target: int) -> list[dict]:
+def grid_todo(grid: dict[str, list], target: int | None) -> list[dict]:
     """The first ``target`` combinations, in product order (``--trials`` caps the grid; the
     product is never built whole)."""
     return list(itertools.islice(combinations(grid), target))
@@ -119,9 +132,10 @@ def next_step(study: optuna.Study, plan: StudyPlan) -> str:
     trials = study.get_trials(deepcopy=False)
     finished = sum(t.state in FINISHED for t in trials)
     running = sum(t.state == TrialState.RUNNING for t in trials)
-    if finished >= plan.target:
+    target = math.inf if plan.target is None else plan.target
+    if finished >= target:
         return "done"
-    return "wait" if finished + running >= plan.target else "run"
+    return "wait" if finished + running >= target else "run"
 
 
 def finished_count(study: optuna.Study, plan: StudyPlan) -> int:

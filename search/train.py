@@ -29,6 +29,7 @@ from torch import nn
 
 from data import Batches
 from data.augment import crop_flip
+from models import ModelConfig, build_model
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "onecycle", "cosine")
@@ -167,6 +168,21 @@ def predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
                 for x, _ in Batches(images, images, EVAL_BATCH, shuffle=False)
             ]
         )
+
+
+def fit(
+    model_config: ModelConfig,
+    config: TrainConfig,
+    data: Split,
+    val: Split | None = None,
+    on_step: Callable[[StepMetrics], bool | None] | None = None,
+) -> tuple[nn.Module, TrainResult]:
+    """A configuration trained from its seed (``config.seed`` seeds the initial weights as well
+    as the batches): the one way trials' re-runs, the final fit, retraining and the
+    benchmarks train."""
+    torch.manual_seed(config.seed)
+    model = build_model(model_config)
+    return model, train(model, data, config, val, on_step=on_step)
 
 
 def step_ends(config: TrainConfig, batches_per_epoch: int) -> list[int]:

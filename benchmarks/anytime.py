@@ -1,0 +1,134 @@
+"""Is the search worth its time at any budget? The default study against the strongest fixed
+recipe for the seed article's CNN, trained for as long as the study ran, in one run.
+
+    python -m benchmarks.anytime [--budgets 1 3 8] [--keep DIR] [-- EXTRA SEARCH.RUN FLAGS]
+
+1. The unit: the article's network trained as the article did (SGD lr 0.01, momentum 0.9,
+   batch 64, fixed rate, 5 epochs on all 60,000 labelled images; ``benchmarks.baseline``),
+   timed in this run. Budgets are multiples of it (``--budgets``, default 1x, 3x and 8x).
+2. For each budget B, one after the other, never at once:
+   (a) ``python -m search.run --budget B`` with every default (MLflow on, its default
+       ``sqlite:///mlflow.db``, a fresh directory), timed from start to exit; the champion's
+       test accuracy is read back from the study;
+   (b) the strongest fixed recipe for the article's CNN that ``benchmarks.recipes`` knows
+       (``recipes.strongest``: AdamW, cosine, and the regularizers of that length), trained
+       in this process for as many epochs as fit B at the unit's rate, timed from its first
+       batch to its test accuracy (no start-up, no tracking: the fixed recipe's side is
+       charged less than the study's);
+   (c) at 3x only, ``--sampler random --budget B`` (does the sampler earn its keep?).
+3. One table: budget, each side's wall time and test accuracy.
+
+Prints figures; asserts nothing. Flags after ``--`` go to every ``search.run`` (to measure a
+change against the same recipe).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.baseline import ARTICLE_EPOCHS, article, study
+from benchmarks.recipes import strongest
+from data import load_splits
+from models import build_model
+from search import recipe
+from search.space import spec_from_params
+from search.train import evaluate, train
+
+RANDOM_AT = 3  # the budget multiple at which the random sampler is also measured
+
+
+def fixed_epochs(budget: float, per_epoch: float) -> int:
+    """Epochs of the fixed recipe that fit ``budget`` at ``per_epoch`` seconds (augmentation,
+    which switches on with length, costs ``recipe.epoch_cost`` more per epoch)."""
+    epochs = max(1, int(budget / per_epoch))
+    while epochs > 1 and epochs * per_epoch * recipe.epoch_cost(epochs) > budget:
+        epochs -= 1
+    return epochs
+
+
+def fixed(splits, epochs: int) -> tuple[float, float]:
+    """(seconds, test accuracy) of ``recipes.strongest(epochs)``, from the article's seed."""
+    spec = spec_from_params(strongest(epochs), epochs=epochs, seed=0)
+    torch.manual_seed(0)
+    model = build_model(spec.model)
+    start = time.perf_counter()
+    train(model, splits.train_and_val(), spec.train)
+    _, accuracy = evaluate(model, *splits.test)
+    return time.perf_counter() - start, accuracy
+
+
+def searched(budget: float, extra: list[str], keep: Path | None, name: str):
+    """(seconds, test accuracy, summary lines) of ``search.run --budget`` in a fresh directory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = (keep / name) if keep else Path(tmp)
+        directory.mkdir(parents=True, exist_ok=True)
+        return study(directory, ["--budget", f"{budget:.0f}s", *extra], trials=None)
+
+
+def describe(epochs: int) -> str:
+    words = recipe.by_length(epochs)
+    extras = ["crop/flip"] if words["augment"] else []
+    extras += [f"label smoothing {words['label_smoothing']:g}"] if words["label_smoothing"] else []
+    return f"article CNN, AdamW cosine, {epochs} epochs" + "".join(f", {e}" for e in extras)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    own = argv[: argv.index("--")] if "--" in argv else argv
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.anytime",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--budgets", type=float, nargs="+", default=[1, 3, 8], help="multiples")
+    p.add_argument("--keep", type=Path, default=None, help="keep each study under DIR")
+    args = p.parse_args(own)
+    torch.set_num_threads(os.cpu_count() or 1)
+    print(
+        f"hardware: {platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"{torch.get_num_threads()} torch threads; torch {torch.__version__}; one run each",
+        flush=True,
+    )
+    splits = load_splits(device="cpu")
+    unit, unit_accuracy = article(splits)
+    print(
+        f"unit: the article's CNN, {ARTICLE_EPOCHS} epochs as the article trained it: "
+        f"{unit:.0f} s, test accuracy {unit_accuracy:.4f}",
+        flush=True,
+    )
+    per_epoch = unit / ARTICLE_EPOCHS
+    rows = []
+    for multiple in args.budgets:
+        budget = multiple * unit
+        runs = [("search.run", ["--budget B"], [])]
+        if multiple == RANDOM_AT:
+            runs.append(
+                ("search.run --sampler random", ["--sampler random"], ["--sampler", "random"])
+            )
+        for label, _, flags in runs:
+            name = f"{multiple:g}x" + ("-random" if flags else "")
+            seconds, accuracy, lines = searched(budget, [*flags, *extra], args.keep, name)
+            print("\n".join(f"    {line}" for line in lines), flush=True)
+            rows.append((multiple, budget, f"`{label} --budget {budget:.0f}s`", seconds, accuracy))
+            print(f"{rows[-1]}", flush=True)
+        epochs = fixed_epochs(budget, per_epoch)
+        seconds, accuracy = fixed(splits, epochs)
+        rows.append((multiple, budget, describe(epochs), seconds, accuracy))
+        print(f"{rows[-1]}", flush=True)
+    print("\n| budget | run | wall time | test accuracy |\n| --- | --- | --- | --- |")
+    for multiple, budget, what, seconds, accuracy in rows:
+        print(f"| {multiple:g}x ({budget:.0f} s) | {what} | {seconds:.0f} s | {accuracy:.4f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

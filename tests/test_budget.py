@@ -1,0 +1,91 @@
+"""search/budget.py and the study's use of it: durations, the deadline, what is kept for the
+final fit, and how many final epochs fit."""
+
+from __future__ import annotations
+
+import time
+
+import optuna
+import pytest
+from optuna.trial import create_trial
+
+from search.budget import (
+    MARGIN,
+    Budget,
+    final_epochs_that_fit,
+    parse_duration,
+    process_start,
+    slowest_rate,
+)
+from search.study import StudyPlan, budget_allows_trial, final_reserve
+
+
+@pytest.mark.parametrize(
+    "text, seconds", [("600s", 600), ("10m", 600), ("1.5h", 5400), (" 90 ", 90), ("2.5", 2.5)]
+)
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "0s", "abc", "-5", "10d", ""])
+def test_bad_durations_say_what_is_wanted(text):
+    with pytest.raises(ValueError, match="must be a (positive )?duration"):
+        parse_duration(text)
+
+
+def test_the_deadline_counts_from_the_start_and_keeps_the_reserve():
+    budget = Budget(100.0, start=time.monotonic() - 30)
+    assert 69 < budget.left() <= 70
+    budget.reserve = 50
+    assert budget.allows(19) and not budget.allows(21)
+    assert Budget(None).allows(1e12) and Budget(None).left() == float("inf")
+    assert process_start() <= time.monotonic()
+
+
+def test_final_epochs_fill_what_is_left_or_stop_at_what_is_wanted():
+    # 10 s per epoch, 100 s left, 10 kept for the end: 90 / (10 * MARGIN) epochs.
+    assert final_epochs_that_fit(10.0, None, 100.0, 10.0) == int(90 / (10 * MARGIN))
+    assert final_epochs_that_fit(10.0, 3, 100.0, 10.0) == 3
+    assert final_epochs_that_fit(10.0, 5, 15.0, 10.0) == 0  # none fits: the trial's weights
+
+    # Epochs that cost more from some length on (augmentation) are counted at that cost.
+    def dearer(switch: int) -> int:
+        return final_epochs_that_fit(1.0, None, 1010.0, 10.0, lambda e: 2.0 if e > switch else 1)
+
+    assert dearer(100) == int(1000 / (2 * MARGIN))  # all 434 at the doubled cost
+    assert dearer(500) == 500  # 500 plain epochs fit; none of the dearer ones does
+
+
+def trials_of(rates: list[float]) -> optuna.Study:
+    study = optuna.create_study(direction="maximize")
+    for rate in rates:
+        attrs = {"train_seconds": rate * 1000, "train_images": 1000}
+        study.add_trial(create_trial(value=0.5, params={}, distributions={}, user_attrs=attrs))
+    return study
+
+
+def test_the_slowest_complete_trial_prices_the_next_ones():
+    assert slowest_rate(trials_of([])) is None
+    assert slowest_rate(trials_of([0.001, 0.003, 0.002])) == 0.003
+
+
+def test_a_budget_keeps_the_final_share_from_the_start_and_the_reruns_once_priced():
+    budget = Budget(1000.0)
+    plan = StudyPlan(
+        target=None, budget=budget, trial_images=10_000, final_share=0.5, rerun_images=30_000
+    )
+    plan.end_seconds = 16.0
+    assert final_reserve(plan, None) == 500 + 16  # known before any trial
+    assert budget_allows_trial(trials_of([]), plan)  # the first trial may always start
+    assert budget.reserve == 516
+    study = trials_of([0.01])  # 100 s per trial, 300 s for three re-runs
+    assert budget_allows_trial(study, plan)
+    assert budget.reserve == pytest.approx(516 + 300 * MARGIN)
+    assert not budget_allows_trial(trials_of([0.02]), plan)  # 600 s of re-runs: no room
+
+
+def test_a_fixed_final_fit_is_priced_at_the_slowest_rate():
+    plan = StudyPlan(target=5, budget=Budget(1000.0), final_images=60_000)
+    plan.end_seconds = 10.0
+    assert final_reserve(plan, None) == 10.0  # unknown until a trial completes
+    assert final_reserve(plan, 0.001) == pytest.approx(60 * MARGIN + 10)
