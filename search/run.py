@@ -425,6 +425,11 @@ def choose_winner(study, splits, config: RunConfig, tracking, plan, progress):
         if tracking is not None:
             tracking.runs.log_rerun(trial.number, champion.full_params(trial), seed, value)
 
+    def final_epochs(trial) -> int:  # what its final fit would get of what is left now
+        left = Budget(plan.budget.left())
+        return champion.epochs_that_fit(trial, splits, None, left, end_seconds(config))
+
+    budgeted = config.training.final_epochs is None and plan.budget.seconds is not None
     how = winner.Reruns(
         spec_of=lambda t: champion.trial_spec(t, config.training.epochs, config.study.seed),
         splits=splits,
@@ -432,6 +437,7 @@ def choose_winner(study, splits, config: RunConfig, tracking, plan, progress):
         budget=plan.budget,
         on_start=lambda t: progress.rerunning(t.number),
         on_rerun=on_rerun,
+        final_epochs=final_epochs if budgeted else None,
     )
     return winner.choose(study, config.training.reruns, how)
 

@@ -4,7 +4,9 @@ A trial's value is one training run on one seed, validated once; two seeds of on
 configuration differ by a few thousandths, as much as the top trials of a study differ from
 each other. So before the final fit the top ``k`` complete trials (``--reruns``, default 3) are
 each trained once more exactly as the trial was (same length, same data) on another seed, and
-the winner is the best mean over its runs. The summary says what was chosen over what and how
+the winner is the best mean over its runs. Under ``--budget``, a configuration too slow to train
+``MIN_FINAL_EPOCHS`` in what the budget leaves for its final fit is passed over (its measured
+rate says so). The summary says what was chosen over what and how
 far apart a configuration's runs are: ``trial #25 chosen over #31 and #17 (val 0.9118 +-
 0.0012 over 2 runs)``.
 
@@ -29,6 +31,9 @@ from search.space import TrialSpec
 from search.train import fit
 
 TOP_K = 3  # enough to catch a lucky first place; each costs one trial's training
+# Under --budget a configuration whose final fit would get fewer epochs than this in what is
+# left cannot win (a slow network judged on one epoch may be unaffordable long).
+MIN_FINAL_EPOCHS = 3
 RERUN_STRIDE = 1_000_003  # re-run seeds stay clear of every trial's own seed (seed + number)
 
 
@@ -78,9 +83,16 @@ class Choice:
         }
 
 
-def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
-    """The ``k`` best complete trials, best first (ties: the earlier trial)."""
+def top_trials(
+    study: optuna.Study, k: int, final_epochs: Callable[[FrozenTrial], int] | None = None
+) -> list[FrozenTrial]:
+    """The ``k`` best complete trials, best first (ties: the earlier trial). With
+    ``final_epochs`` (under --budget), only those whose final fit would get at least
+    ``MIN_FINAL_EPOCHS``, unless none would."""
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if final_epochs is not None:
+        affordable = [t for t in done if final_epochs(t) >= MIN_FINAL_EPOCHS]
+        done = affordable or done
     return sorted(done, key=lambda t: (-t.value, t.number))[:k]
 
 
@@ -109,12 +121,13 @@ class Reruns:
     budget: Budget
     on_start: Callable[[FrozenTrial], None] | None = None
     on_rerun: Callable[[FrozenTrial, int, float, float], None] | None = None
+    final_epochs: Callable[[FrozenTrial], int] | None = None  # under --budget: what would fit
 
 
 def choose(study: optuna.Study, k: int, how: Reruns) -> Choice | None:
     """Re-run each of the top ``k`` trials that has not been re-run yet (time allowing), then
     choose the best mean; recorded on the study. ``None`` before any trial is complete."""
-    top = top_trials(study, max(1, k))
+    top = top_trials(study, max(1, k), how.final_epochs)
     if not top:
         return None
     done: dict[str, list[float]] = dict(study.user_attrs.get("reruns", {}))

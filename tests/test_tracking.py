@@ -91,7 +91,7 @@ def test_final_fit_is_its_own_run_and_the_champion_names_it(server, searched):
     assert len(runs) == 1
     final = runs[0]
     study = load(f"sqlite:///{cwd / 'optuna.db'}", "fashion-mnist")
-    best = study.best_trial
+    best = study.trials[study.user_attrs["winner"]["trial"]]
     assert final.data.tags["source_trial"] == str(best.number)
     assert final.data.params["final_epochs"] == "1" and final.data.params["train_images"] == "2500"
     assert {k: str(v) for k, v in best.params.items()}.items() <= final.data.params.items()
@@ -102,6 +102,28 @@ def test_final_fit_is_its_own_run_and_the_champion_names_it(server, searched):
     assert version.tags["final_fit_run_id"] == final.info.run_id
     assert version.tags["trial_number"] == str(best.number)
     assert float(version.tags["test_accuracy"]) == final.data.metrics["test_accuracy"]
+
+
+def test_the_top_trials_re_runs_are_runs_and_the_summary_names_the_winner(server, searched):
+    cwd, out = searched[0], searched[1]
+    study = load(f"sqlite:///{cwd / 'optuna.db'}", "fashion-mnist")
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    reruns = study.user_attrs["reruns"]
+    assert sorted(reruns) == sorted(str(t.number) for t in complete)  # 3 trials: all in the top
+    client = MlflowClient(server)
+    experiment = client.get_experiment_by_name("fashion-mnist")
+    runs = client.search_runs([experiment.experiment_id], "attributes.run_name LIKE 'rerun-%'")
+    assert sorted(r.data.tags["source_trial"] for r in runs) == sorted(reruns)
+    for run in runs:
+        assert run.data.metrics["val_accuracy"] == reruns[run.data.tags["source_trial"]][0]
+        assert run.info.status == "FINISHED" and "mlflow.parentRunId" in run.data.tags
+    winner = study.user_attrs["winner"]
+    values = {t.number: (t.value + reruns[str(t.number)][0]) / 2 for t in complete}
+    assert winner["trial"] == max(values, key=lambda n: (values[n], study.trials[n].value))
+    assert winner["runs"] == 2 and winner["mean"] == pytest.approx(values[winner["trial"]])
+    line = next(line for line in out.splitlines() if line.startswith("winner: "))
+    assert line.startswith(f"winner: trial #{winner['trial']} chosen over #")
+    assert line.endswith(f"+- {winner['spread']:.4f} over 2 runs)")
 
 
 def test_champion_downloads_and_reproduces_test_accuracy(server, searched, raw):

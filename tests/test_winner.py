@@ -8,7 +8,16 @@ from optuna.trial import create_trial
 
 from search.budget import Budget
 from search.space import spec_from_params
-from search.winner import Candidate, Choice, Reruns, choose, rerun, rerun_seed, top_trials
+from search.winner import (
+    MIN_FINAL_EPOCHS,
+    Candidate,
+    Choice,
+    Reruns,
+    choose,
+    rerun,
+    rerun_seed,
+    top_trials,
+)
 
 TINY = {
     "lr": 3e-3,
@@ -129,3 +138,19 @@ def test_choice_lines_name_every_runner_up():
     assert two.record() == {"trial": 4, "mean": 0.9, "spread": 0.0, "runs": 2, "over": [2]}
     many = Choice(Candidate(1, (0.9,)), tuple(Candidate(n, (0.8,)) for n in (2, 5, 7)))
     assert many.line().startswith("trial #1 chosen over #2, #5 and #7 (")
+
+
+def test_under_a_budget_a_configuration_too_slow_to_fit_long_cannot_win():
+    study = study_of([0.95, 0.90, 0.85])
+    epochs = {0: MIN_FINAL_EPOCHS - 1, 1: MIN_FINAL_EPOCHS, 2: 50}  # trial 0: too slow
+
+    def what_fits(trial) -> int:
+        return epochs[trial.number]
+
+    how = reruns_of(None)
+    how.final_epochs = what_fits
+    assert [t.number for t in top_trials(study, 3, what_fits)] == [1, 2]
+    assert (
+        choose(study_of([0.95, 0.90, 0.85], {"1": [0.9], "2": [0.85]}), 3, how).winner.number == 1
+    )
+    assert [t.number for t in top_trials(study, 3, lambda t: 0)] == [0, 1, 2]  # none: all
