@@ -97,6 +97,10 @@ def locate_data_dir(explicit: str | os.PathLike | None = None, download: bool = 
     silently fall back to another copy."""
     if explicit is not None:
         directory = Path(explicit)
+        if directory.exists() and not directory.is_dir():
+            raise DataError(
+                f"data directory {directory} is a file, not a directory; {INSTALL_HINT}"
+            )
         if not directory.is_dir():
             raise DataError(f"data directory {directory} does not exist; {INSTALL_HINT}")
         missing = [name for name in FILES if _file_in(directory, name) is None]

@@ -38,6 +38,9 @@ from search.winner import TOP_K
 LABELLED = 60_000  # Fashion-MNIST's training file: split into train and validation
 MIN_VAL = 10  # one image per class, at the very least
 MAX_SEED = 2**31 - 1  # numpy seeds must stay below 2**32 after adding trial numbers
+# A run's start (imports, data) and end (test evaluation, pictures, registering) take about
+# 20 s on 2 CPU cores: a shorter budget could only be broken.
+MIN_BUDGET = 20.0
 
 
 class UsageError(Exception):
@@ -216,6 +219,18 @@ def check(config: RunConfig) -> None:
         raise UsageError(
             f"--test-size must be in {MIN_VAL}..{TEST_SIZE:,} (the held-out test file), "
             f"got {data.test_size}"
+        )
+    cores = os.cpu_count() or 1
+    if config.workers.threads > cores:
+        raise UsageError(
+            f"--threads must be in 1..{cores} (this machine's CPU cores), "
+            f"got {config.workers.threads}"
+        )
+    budget = config.study.budget
+    if budget is not None and budget < MIN_BUDGET:
+        raise UsageError(
+            f"--budget {budget:g} s cannot hold a run's start and end (loading, evaluating, "
+            f"registering); at least {MIN_BUDGET:g} s"
         )
     if not 0 <= config.study.seed <= MAX_SEED:
         raise UsageError(f"--seed must be in 0..{MAX_SEED}, got {config.study.seed}")

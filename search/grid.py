@@ -97,6 +97,39 @@ class GridError(ValueError):
     """A grid file that cannot be used; the message is one line naming the file."""
 
 
+class RepeatedKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A mapping that refuses a repeated key (``json`` and PyYAML keep the last silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise RepeatedKey(key)
+        out[key] = value
+    return out
+
+
+def _yaml(text: str) -> Any:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            pairs = [
+                (self.construct_object(k, deep=deep), self.construct_object(v, deep=deep))
+                for k, v in node.value
+            ]
+            return _unique(pairs)
+
+    Loader.add_constructor(
+        yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, Loader.construct_mapping
+    )
+    return yaml.load(text, Loader=Loader)  # a SafeLoader: no arbitrary objects
+
+
 def _parse(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
@@ -106,10 +139,10 @@ def _parse(path: Path) -> Any:
         raise GridError(f"--grid {path}: not a text file (JSON or YAML expected)") from None
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            return yaml.safe_load(text)
-        return json.loads(text)
+            return _yaml(text)
+        return json.loads(text, object_pairs_hook=_unique)
+    except RepeatedKey as exc:
+        raise GridError(f"--grid {path}: the key {exc.key!r} appears twice") from None
     except Exception as exc:  # json and yaml raise different types
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise GridError(f"--grid {path}: not valid {path.suffix[1:] or 'JSON'}: {first}") from None

@@ -32,7 +32,10 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     frame = study.trials_dataframe(attrs=attrs)
     if frame.empty:
         return frame
-    frame["duration_seconds"] = frame["duration"].dt.total_seconds()
+    import pandas as pd
+
+    # A study whose trials never ran (all waiting) has no duration at all: not a timedelta column.
+    frame["duration_seconds"] = pd.to_timedelta(frame["duration"]).dt.total_seconds()
     return frame.drop(columns=[c for c in frame.columns if c == "user_attrs_history"])
 
 

@@ -66,7 +66,9 @@ from search.storage import (
 )
 from search.study import (
     CANNOT_RUN_STREAK,
+    StudyMismatch,
     StudyPlan,
+    check_resume,
     final_reserve,
     finished_count,
     open_study,
@@ -76,7 +78,15 @@ from search.train import evaluate_and_predict
 from search.urls import TrackingError, check_tracking_uri, mask_url, scrub
 from search.workers import die_with_supervisor, supervise, worker_config, workers_that_fit
 
-USER_ERRORS = (UsageError, GridError, DeviceError, DataError, StorageError, TrackingError)
+USER_ERRORS = (
+    UsageError,
+    GridError,
+    DeviceError,
+    DataError,
+    StorageError,
+    TrackingError,
+    StudyMismatch,
+)
 ARTIFACTS = "optuna-artifacts"  # optuna-dashboard STORAGE --artifact-dir optuna-artifacts
 
 
@@ -108,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         config = parse_args(argv, __doc__)
         inputs = prepare(config)
         storage = open_storage(config.study.storage, heartbeat_interval=config.workers.heartbeat)
+        steps = trial_steps(config, inputs.splits)
+        check_resume(storage, config.study.name, config.training.epochs, steps)
         tracking = open_run_tracking(config, inputs.device)
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
@@ -118,7 +130,6 @@ def main(argv: list[str] | None = None) -> int:
     if config.workers.worker:
         die_with_supervisor()
     torch.set_num_threads(config.workers.threads)
-    steps = trial_steps(config, inputs.splits)
     lock = claim_lock(storage, config.study.storage, config.study.name)
     with lock:  # processes started together: one creates the study and enqueues the warm start
         study = open_study(

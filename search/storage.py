@@ -76,7 +76,12 @@ def check_storage(url: str) -> None:
             raise ValueError("not a storage URL (sqlite:///FILE, postgresql://..., journal:FILE)")
         elif (path := sqlite_path(url)) is not None:
             _check_file(path, sqlite=True)
-        elif not url.startswith("sqlite:"):
+        elif url.startswith("sqlite:"):
+            raise ValueError(
+                "an in-memory SQLite database ends with this process and has no lock for "
+                "workers; use sqlite:///FILE"
+            )
+        else:
             check_password_form(url)
             _check_server(url)
     except Exception as exc:  # drivers raise anything; the user gets one line

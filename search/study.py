@@ -44,6 +44,30 @@ OPEN_STRIDE = 100_003  # sampler seeds of successive openings of one study stay 
 CANNOT_RUN_STREAK = 20
 
 
+class StudyMismatch(Exception):
+    """A study resumed with settings that would change what its steps mean: one line, exit 2."""
+
+
+def check_resume(storage, name: str, epochs: int, steps: int) -> None:
+    """Before anything is written: a study created with other ``--epochs`` or steps (from
+    ``--step-images`` and ``--train-size``) is refused, naming its own settings; its pruner
+    would compare steps of different sizes. A new study, or an older one that did not record
+    them, passes."""
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return
+    had_epochs, had_steps = (study.user_attrs.get(k) for k in ("epochs", "steps"))
+    if had_epochs is None or (had_epochs, had_steps) == (epochs, steps):
+        return
+    raise StudyMismatch(
+        f"--study {name!r} was created with --epochs {had_epochs} in {had_steps} step(s); this "
+        f"run asks for --epochs {epochs} in {steps} step(s) (--step-images, --train-size), "
+        "and the pruner would compare steps of different sizes: resume with the study's own "
+        "settings, or start a new --study"
+    )
+
+
 @dataclass
 class StudyPlan:
     target: int | None  # finished trials wanted (search) or combinations to run (grid); None:

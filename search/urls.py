@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import urllib.parse
 import urllib.request
 
 from sqlalchemy.engine import make_url
 
 MASK = "***"
+# Query parameters that carry a secret (libpq and MySQL drivers read ``?password=``).
+SECRET_KEYS = ("password", "passwd", "pwd", "secret", "token", "api_key", "apikey")
+_QUERY_SECRET = re.compile(rf"([?&](?:{'|'.join(SECRET_KEYS)})=)([^&#]*)", re.IGNORECASE)
 TRACKING_FORMS = "http://HOST:PORT, sqlite:///FILE, postgresql://..., mysql+pymysql://..."
 
 
@@ -37,8 +41,16 @@ def _split(url: str) -> tuple[str, str, str] | None:
 
 
 def mask_url(url: str) -> str:
-    """``scheme://user:secret@host/db`` -> ``scheme://user:***@host/db``; anything without a
-    password comes back unchanged."""
+    """``scheme://user:secret@host/db`` -> ``scheme://user:***@host/db``, and a secret in the
+    query (``?password=secret``) -> ``?password=***``; anything without a password comes back
+    unchanged."""
+    base, question, query = url.partition("?")
+    if question:  # the query is masked as written; the userinfo of what comes before it
+        return (
+            mask_url(base)
+            + question
+            + _QUERY_SECRET.sub(lambda m: m.group(1) + MASK, "?" + query)[1:]
+        )
     parts = _split(url)
     if parts is None:
         return url
@@ -71,18 +83,21 @@ def check_password_form(url: str) -> None:
 
 
 def secrets(url: str | None) -> list[str]:
-    """The password of ``url`` in every spelling it may be echoed in (longest first)."""
-    parts = _split(url or "")
-    if parts is None:
-        return []
-    password = parts[1].split(":", 1)[1]
-    plain = urllib.parse.unquote(password)
-    spellings = {
-        password,
-        plain,
-        urllib.parse.quote(password, safe=""),
-        urllib.parse.quote(plain, safe=""),
-    }
+    """The passwords of ``url`` (its userinfo's and its query's) in every spelling they may be
+    echoed in (longest first)."""
+    found = [m.group(2) for m in _QUERY_SECRET.finditer(url or "")]
+    parts = _split(_QUERY_SECRET.sub(lambda m: m.group(1), url or ""))
+    if parts is not None:
+        found.append(parts[1].split(":", 1)[1])
+    spellings = set()
+    for password in found:
+        plain = urllib.parse.unquote(password)
+        spellings |= {
+            password,
+            plain,
+            urllib.parse.quote(password, safe=""),
+            urllib.parse.quote(plain, safe=""),
+        }
     return sorted((s for s in spellings if s), key=len, reverse=True)
 
 

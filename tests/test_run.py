@@ -145,12 +145,24 @@ PROBES = [
     ),
     (["--storage", "sqlite:///corrupt.db"], "corrupt.db: cannot open: database disk image is"),
     (["--storage", "sqlite:///read_only.db"], "read_only.db is read-only"),
+    (["--budget", "1s"], "--budget 1 s cannot hold a run's start and end"),
+    (["--threads", "100000"], "--threads must be in 1.."),
+    (["--storage", "sqlite://"], "--storage sqlite://: cannot open: an in-memory SQLite"),
+    (["--data-dir", "bad.json"], "data directory bad.json is a file, not a directory"),
+    (
+        ["--storage", "postgresql://postgres@127.0.0.1:1/x?password=SECRET"],
+        "--storage postgresql://postgres@127.0.0.1:1/x?password=***: cannot open",
+    ),
+    (["--grid", "twice.json"], "--grid twice.json: the key 'lr' appears twice"),
+    (["--grid", "twice.yaml"], "--grid twice.yaml: the key 'lr' appears twice"),
 ]
 
 
 def bad_files(where: Path) -> Callable[[], None]:
     """The files the probes name; returns what undoes the read-only flag (for clean-up)."""
     (where / "bad.json").write_text("{oops")
+    (where / "twice.json").write_text('{"lr": [0.01], "batch_size": [100], "lr": [0.1]}')
+    (where / "twice.yaml").write_text("lr: [0.01]\nlr: [0.1]\n")
     (where / "damaged").mkdir()
     for name in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1"):
         (where / "damaged" / f"{name}-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
@@ -202,6 +214,18 @@ def test_bad_input_is_one_line_exit_2_nothing_written(in_tmp, capsys, args, mess
         assert secret not in err
     after = sorted((p.name, p.stat().st_size) for p in in_tmp.iterdir())
     assert after == before, "bad input wrote files"
+
+
+def test_a_study_resumed_with_other_steps_is_refused_naming_its_own(in_tmp, capsys):
+    assert main(["--trials", "1", *QUICK]) == 0
+    capsys.readouterr()
+    before = sorted((p.name, p.stat().st_size) for p in in_tmp.iterdir())
+    assert main(["--trials", "2", *QUICK, "--step-images", "250"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --study 'fashion-mnist' was created with --epochs 1 in 2 step")
+    assert "asks for --epochs 1 in 8 step(s)" in err and "\n" not in err
+    assert len(load("sqlite:///optuna.db", "fashion-mnist").trials) == 1
+    assert sorted((p.name, p.stat().st_size) for p in in_tmp.iterdir()) == before
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")

@@ -26,6 +26,29 @@ def test_mask_hides_every_password(template, password):
         assert secret not in masked
 
 
+@pytest.mark.parametrize(
+    "url, masked",
+    [
+        ("postgresql://u@h:1/x?password=SECRET", "postgresql://u@h:1/x?password=***"),
+        (
+            "postgresql://u@h/x?sslmode=require&PASSWORD=s%40x",
+            "postgresql://u@h/x?sslmode=require&PASSWORD=***",
+        ),
+        (
+            "mysql+pymysql://u:apw1@h/x?passwd=bpw2&charset=utf8",
+            "mysql+pymysql://u:***@h/x?passwd=***&charset=utf8",
+        ),
+    ],
+)
+def test_a_password_in_the_query_is_masked_too(url, masked):
+    assert mask_url(url) == masked
+    secret = url.rsplit("=", 1)[1] if "charset" not in url else "bpw2"
+    plain = secret.replace("%40", "@")
+    text = scrub(f"could not connect with {url}: password '{plain}' ({secret}) rejected", url)
+    assert mask_url(url) in text
+    assert f"'{plain}'" not in text and f"({secret})" not in text
+
+
 def test_urls_without_a_password_are_unchanged():
     for url in (
         "sqlite:///optuna.db",
