@@ -73,6 +73,7 @@ from search.study import (
     finished_count,
     open_study,
     run_trials,
+    study_settings,
 )
 from search.train import evaluate_and_predict
 from search.urls import TrackingError, check_tracking_uri, mask_url, scrub
@@ -132,14 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(config.workers.threads)
     lock = claim_lock(storage, config.study.storage, config.study.name)
     with lock:  # processes started together: one creates the study and enqueues the warm start
-        study = open_study(
-            config.study,
-            storage,
-            config.training.epochs,
-            steps,
-            config.workers.worker,
-            space_name(inputs.device.type),
-        )
+        space = space_name(inputs.device.type)
+        images = len(inputs.splits.train[1])
+        settings = study_settings(config.study, config.training.epochs, steps, images, space)
+        study = open_study(config.study, storage, settings, config.workers.worker)
     plan = make_plan(config, inputs, make_budget(config, started))
     store = open_store(artifact_dir(config))
     hooks = trial_hooks(inputs, tracking, store)

@@ -65,6 +65,7 @@ WARM_START: dict[str, Any] = {
     "head_dim": 512,
     "head_layers": 2,
 }
+WARM_START_NOTE = "seed article's CNN"  # the warm-start trial's ``warm_start`` user attribute
 # The article exactly, as the baseline trains it: its fixed rate and no weight decay (not a
 # point of the search space, which always anneals).
 ARTICLE: dict[str, Any] = {**WARM_START, "schedule": "constant", "weight_decay": 0.0}

@@ -34,7 +34,7 @@ from search.feasible import CannotRun
 from search.grid import combinations
 from search.recovery import recover, sign, waiting_line
 from search.samplers import make_pruner, make_sampler
-from search.space import DEVICE_WARM_START
+from search.space import DEVICE_WARM_START, WARM_START_NOTE
 from search.storage import Lock
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -216,20 +216,26 @@ def run_trials(
             after_trial(study)
 
 
-def open_study(
-    config: StudyConfig, storage, epochs: int, steps: int, worker: bool, space: str = "cpu"
-) -> optuna.Study:
-    """Create or resume ``config.name``: the pruner over ``steps``, a sampler seeded past the
-    trials it already has (a resumed study must not replay the first seeded samples,
-    optuna#3255), and for a new search-mode study the seed article's CNN as its first trial
-    (the incumbent is never worse than the tutorial)."""
+METRIC = "val_accuracy"  # what the study's values are: optuna-dashboard names its plots so
+
+
+def open_study(config: StudyConfig, storage, settings: dict, worker: bool = False) -> optuna.Study:
+    """Create or resume ``config.name``: its value named ``val_accuracy`` (older studies too),
+    the pruner over ``settings["steps"]``, a sampler seeded past the trials it already has (a
+    resumed study must not replay the first seeded samples, optuna#3255), ``settings`` (mode,
+    epochs, steps, what a step is, space) recorded once, and for a new search-mode study the
+    warm-start trial (the incumbent is never worse than the fixed recipe it is)."""
     study = optuna.create_study(
         study_name=config.name,
         storage=storage,
         direction="maximize",
-        pruner=make_pruner(config.pruner, steps),
+        pruner=make_pruner(config.pruner, settings["steps"]),
         load_if_exists=True,
     )
+    if study.metric_names is None:
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5.0
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([METRIC])
     trials = study.get_trials(deepcopy=False)
     # Every process that opens the study counts itself in: processes started together see the
     # same trials, and without their own offset they would sample the same params.
@@ -237,16 +243,25 @@ def open_study(
     study.set_user_attr("opened", opened + 1)
     seed = (config.seed + len(trials) + OPEN_STRIDE * opened) % 2**32  # numpy's seed range
     study.sampler = make_sampler(config.sampler, seed)
-    settings = {
-        "mode": "grid" if config.grid else "search",
-        "epochs": epochs,
-        "steps": steps,
-        "space": space,  # kept by a resume on another device: one study, one space
-    }
-    for key, value in settings.items():
+    for key, value in settings.items():  # a resume on another device keeps its space
         if key not in study.user_attrs:
             study.set_user_attr(key, value)
     if not trials and not config.grid and config.warm_start and not worker:
         warm = DEVICE_WARM_START[study.user_attrs["space"]]
-        study.enqueue_trial(warm, user_attrs={"warm_start": "seed article's CNN"})
+        study.enqueue_trial(warm, user_attrs={"warm_start": WARM_START_NOTE})
     return study
+
+
+def study_settings(config: StudyConfig, epochs: int, steps: int, images: int, space: str) -> dict:
+    """What a study records about itself when it is created: its mode, its trials' length, what
+    one of its steps is (the dashboard's intermediate values are per step), its space."""
+    step_images = round(epochs * images / steps)
+    unit = "training epoch" if config.grid else f"{step_images:,} training images"
+    return {
+        "mode": "grid" if config.grid else "search",
+        "epochs": epochs,
+        "steps": steps,
+        "step_images": step_images,
+        "step": f"one step = {unit}; intermediate values are {METRIC} after each step",
+        "space": space,
+    }

@@ -82,3 +82,20 @@ def test_a_worker_stops_when_trial_after_trial_cannot_run(tmp_path):
     stopped = run_trials(study, objective, StudyPlan(target=5), lock)
     assert stopped == "cannot run: no full batch"
     assert [t.state.name for t in study.trials] == ["FAIL"] * CANNOT_RUN_STREAK
+
+
+def test_a_study_names_its_value_and_says_what_a_step_is_also_when_older():
+    from search.config import StudyConfig
+    from search.study import METRIC, open_study, study_settings
+
+    storage = optuna.storages.InMemoryStorage()
+    older = optuna.create_study(study_name="old", storage=storage, direction="maximize")
+    assert older.metric_names is None  # as an earlier release created it
+    config = StudyConfig(name="old", warm_start=False)
+    settings = study_settings(config, epochs=1, steps=10, images=50_000, space="cpu")
+    study = open_study(config, storage, settings)
+    assert study.metric_names == [METRIC] == ["val_accuracy"]
+    assert study.user_attrs["step_images"] == 5_000
+    assert study.user_attrs["step"].startswith("one step = 5,000 training images")
+    grid = study_settings(StudyConfig(grid="g.json"), epochs=3, steps=3, images=2000, space="cpu")
+    assert grid["step"].startswith("one step = training epoch") and grid["mode"] == "grid"
