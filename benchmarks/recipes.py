@@ -26,11 +26,11 @@ import torch
 from data import load_splits
 from models import build_model
 from search import recipe
-from search.space import ARTICLE, spec_from_params
+from search.space import ARTICLE, RECIPE, spec_from_params
 from search.train import evaluate, train
 
 SGD = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}
-ADAMW = {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.05, "schedule": "cosine"}
+ADAMW = {k: RECIPE[k] for k in ("optimizer", "lr", "weight_decay", "schedule")}
 SMOOTH = {"label_smoothing": 0.1}
 RECIPES = {
     "article (fixed lr 0.01)": ARTICLE,
@@ -48,7 +48,7 @@ def strongest(epochs: int) -> dict:
     """The strongest recipe known for the article's CNN at that length (the table in
     docs/measured.md): AdamW on the cosine schedule, with the regularizers ``search.recipe``
     switches on by length, the same rule the final fit follows."""
-    return recipe.with_length({**ARTICLE, **ADAMW}, epochs)
+    return recipe.with_length(RECIPE, epochs)
 
 
 def run(params: dict, splits, epochs: int) -> tuple[float, float]:
