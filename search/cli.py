@@ -81,6 +81,17 @@ def duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def share(text: str) -> float:
+    """A fraction strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text!r}")
+    return value
+
+
 POSITIVE_INT, POSITIVE_FLOAT = number(int, 0, strict=True), number(float, 0, strict=True)
 # How each option is read; options not named here are strings, or flags for booleans.
 READ: dict[str, dict[str, Any]] = {
@@ -94,6 +105,7 @@ READ: dict[str, dict[str, Any]] = {
     "step_images": {"type": POSITIVE_INT},
     "final_epochs": {"type": number(int, 0, strict=False)},
     "reruns": {"type": number(int, 0, strict=False)},
+    "final_share": {"type": share},
     "device": {"choices": None},  # checked by search.device, which knows what exists here
     "train_size": {"type": POSITIVE_INT},
     "val_size": {"type": POSITIVE_INT},

@@ -14,6 +14,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from data.splits import TEST_SIZE, VAL_SIZE
+from search.budget import FINAL_SHARE
 from search.storage import HEARTBEAT_INTERVAL
 from search.urls import mask_url
 from search.winner import TOP_K
@@ -89,6 +90,11 @@ class TrainingConfig:
         "train the winning configuration again for N epochs on train + validation; that is "
         "the champion (default: {default}, on a GPU 15, grid mode 0; with --budget, as many "
         "as fit in what the trials leave of it; 0 = the best trial's own weights)",
+    )
+    final_share: float = option(
+        FINAL_SHARE,
+        "with --budget, the share of it kept for the final fit from the start; the trials use "
+        "the rest (default: {default})",
     )
     reruns: int = option(
         TOP_K,

@@ -39,7 +39,6 @@ from search.artifacts import TrialPictures, close, open_store, pictures, upload
 from search.budget import (
     END_SECONDS,
     END_SECONDS_UNTRACKED,
-    FINAL_SHARE,
     Budget,
     process_start,
     slowest_rate,
@@ -271,7 +270,7 @@ def make_plan(config: RunConfig, inputs: Inputs, budget: Budget) -> StudyPlan:
         budget=budget,
         trial_images=config.training.epochs * train_images,
         final_images=(final or 0) * (train_images + len(inputs.splits.val[1])),
-        final_share=FINAL_SHARE if final is None else 0.0,
+        final_share=config.training.final_share if final is None else 0.0,
         rerun_images=config.training.reruns * config.training.epochs * train_images,
         poll_seconds=config.workers.poll_seconds,
         end_seconds=end_seconds(config),

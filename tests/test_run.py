@@ -147,6 +147,7 @@ PROBES = [
     (["--storage", "sqlite:///read_only.db"], "read_only.db is read-only"),
     (["--budget", "1s"], "--budget 1 s cannot hold a run's start and end"),
     (["--threads", "100000"], "--threads must be in 1.."),
+    (["--final-share", "1.5"], "--final-share: must be a number between 0 and 1, got '1.5'"),
     (["--storage", "sqlite://"], "--storage sqlite://: cannot open: an in-memory SQLite"),
     (["--data-dir", "bad.json"], "data directory bad.json is a file, not a directory"),
     (
