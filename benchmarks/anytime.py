@@ -45,11 +45,14 @@ from search.train import evaluate, train
 RANDOM_AT = 3  # the budget multiple at which the random sampler is also measured
 
 
-def fixed_epochs(budget: float, per_epoch: float) -> int:
-    """Epochs of the fixed recipe that fit ``budget`` at ``per_epoch`` seconds (augmentation,
-    which switches on with length, costs ``recipe.epoch_cost`` more per epoch)."""
+def fixed_epochs(budget: float, per_epoch: float, augment: float) -> int:
+    """Epochs of the fixed recipe that fit ``budget`` at ``per_epoch`` seconds, plus
+    ``augment`` seconds an epoch once its length switches crop and flip on."""
     epochs = max(1, int(budget / per_epoch))
-    while epochs > 1 and epochs * per_epoch * recipe.epoch_cost(epochs) > budget:
+    while (
+        epochs > 1
+        and epochs * (per_epoch + augment * recipe.by_length(epochs)["augment"]) > budget
+    ):
         epochs -= 1
     return epochs
 
@@ -116,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         unit = args.unit
         print(f"unit: {unit:.0f} s, given (--unit), not measured", flush=True)
     per_epoch = unit / ARTICLE_EPOCHS
+    labelled = len(splits.train[1]) + len(splits.val[1])
+    augment = recipe.augment_seconds(splits.train[0], strongest(1)["batch_size"]) * labelled
     rows = []
     for multiple in args.budgets:
         budget = multiple * unit
@@ -130,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(f"    {line}" for line in lines), flush=True)
             rows.append((multiple, budget, f"`{label} --budget {budget:.0f}s`", seconds, accuracy))
             print(f"{rows[-1]}", flush=True)
-        epochs = fixed_epochs(budget, per_epoch)
+        epochs = fixed_epochs(budget, per_epoch, augment)
         seconds, accuracy = fixed(splits, epochs)
         rows.append((multiple, budget, describe(epochs), seconds, accuracy))
         print(f"{rows[-1]}", flush=True)

@@ -98,17 +98,18 @@ def final_epochs_that_fit(
     wanted: int | None,
     left: float,
     end_seconds: float = END_SECONDS,
-    cost: Callable[[int], float] = lambda epochs: 1.0,
+    extra: Callable[[int], float] = lambda epochs: 0.0,
 ) -> int:
     """How many final-fit epochs end before the deadline: at most ``wanted`` (``None``: as many
-    as fit); 0 if none does (then the best trial's own weights are the champion). ``cost``
-    scales an epoch's seconds by the run's length (augmentation switches on with length)."""
+    as fit); 0 if none does (then the best trial's own weights are the champion). ``extra``
+    gives the seconds a run of that length adds to each epoch (augmentation switches on with
+    length)."""
     if per_epoch <= 0:
         return wanted or 0
     room = left - end_seconds
     epochs = max(0, int(room / (per_epoch * MARGIN)))
     if wanted is not None:
         epochs = min(wanted, epochs)
-    while epochs > 0 and epochs * per_epoch * MARGIN * cost(epochs) > room:
+    while epochs > 0 and epochs * (per_epoch + extra(epochs)) * MARGIN > room:
         epochs -= 1
     return epochs

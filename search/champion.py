@@ -74,8 +74,19 @@ def epochs_that_fit(
     if wanted == 0 or budget.seconds is None:
         return wanted or 0
     seconds, images = (best.user_attrs.get(k, 0) for k in ("train_seconds", "train_images"))
-    per_epoch = seconds / max(1, images) * (len(splits.train[1]) + len(splits.val[1]))
-    return final_epochs_that_fit(per_epoch, wanted, budget.left(), end, recipe.epoch_cost)
+    labelled = len(splits.train[1]) + len(splits.val[1])
+    per_epoch = seconds / max(1, images) * labelled
+    augmenting: list[float] = []  # crop and flip's cost here, timed once if a length needs it
+
+    def extra(epochs: int) -> float:
+        if not recipe.by_length(epochs)["augment"]:
+            return 0.0
+        if not augmenting:
+            batch = int(full_params(best).get("batch_size", 64))
+            augmenting.append(recipe.augment_seconds(splits.train[0], batch) * labelled)
+        return augmenting[0]
+
+    return final_epochs_that_fit(per_epoch, wanted, budget.left(), end, extra)
 
 
 def fitted(

@@ -88,8 +88,8 @@ class StudyPlan:
 def final_reserve(plan: StudyPlan, rate: float | None) -> float:
     """Seconds kept for the final fit and the end of the run: the budget's final share, or
     the fixed final fit at ``rate`` (seconds per image; unknown before a trial completes)."""
-    if plan.final_share and plan.budget.seconds is not None:
-        final = plan.final_share * plan.budget.seconds
+    if plan.final_share and plan.budget.seconds is not None:  # a share of the working time
+        final = plan.final_share * max(0.0, plan.budget.seconds - plan.end_seconds)
     else:
         final = (rate or 0.0) * plan.final_images * MARGIN
     return final + plan.end_seconds

@@ -303,6 +303,6 @@ def test_interrupt_marks_the_trial_prints_summary_and_resumes(tmp_path, sig):
     assert "Traceback" not in err and "study 'fashion-mnist':" in out and "interrupted" in out
     trial = load(storage, "fashion-mnist").get_trials()[interrupted]
     assert trial.state.name == "FAIL", "the running trial was left RUNNING"
-    assert main(["--trials", "2", "--storage", storage, *QUICK]) == 0
+    assert main([*args, "--storage", storage]) == 0  # the same command resumes
     finished = [t for t in load(storage, "fashion-mnist").get_trials() if t.state.is_finished()]
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in finished) == 2

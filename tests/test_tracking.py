@@ -123,7 +123,8 @@ def test_the_top_trials_re_runs_are_runs_and_the_summary_names_the_winner(server
     assert winner["trial"] == max(values, key=lambda n: (values[n], study.trials[n].value))
     assert winner["runs"] == 2 and winner["mean"] == pytest.approx(values[winner["trial"]])
     line = next(line for line in out.splitlines() if line.startswith("winner: "))
-    assert line.startswith(f"winner: trial #{winner['trial']} chosen over #")
+    others = "chosen over #" if len(complete) > 1 else "chosen, the only one compared"
+    assert line.startswith(f"winner: trial #{winner['trial']} {others}")
     assert line.endswith(f"+- {winner['spread']:.4f} over 2 runs)")
 
 
@@ -243,12 +244,12 @@ def test_browser_shows_champion_in_mlflow_ui(server, searched, tmp_path):
 
 
 def test_a_tiny_budget_ends_on_time_and_still_registers_a_champion(server, tmp_path):
-    """A study that must end within 28 s, re-runs, final fit and registration included, with
+    """A study that must end within 40 s, re-runs, final fit and registration included, with
     no --final-epochs: the final fit trains as many epochs as fit in what the trials left. Its
     first trial is the cheap GOOD network, so a trial completes however busy the machine is (a
     random first trial may be too big to finish, and then there is no champion to register);
     whether a final fit also fits in is the machine's speed, and the champion says which."""
-    budget = 28  # seconds: start-up, a few trials, their re-runs, the final fit, registering
+    budget = 40  # seconds: start-up, a few trials, their re-runs, the final fit, registering
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     optuna.create_study(study_name="budget", storage=storage, direction="maximize").enqueue_trial(
         GOOD

@@ -115,6 +115,20 @@ def test_the_schedule_reaches_the_optimizer(small_splits, monkeypatch):
     assert all(a >= b for a, b in zip(seen, seen[1:], strict=False))
 
 
+def test_crop_flip_is_each_image_cropped_from_its_padding_then_mirrored():
+    """Against the plain per-image definition, with the same draws of the generator."""
+    images = torch.randn(16, 1, 28, 28)
+    out = crop_flip(images, torch.Generator().manual_seed(5))
+    draws = torch.Generator().manual_seed(5)
+    dy, dx = (torch.randint(0, 5, (16,), generator=draws) for _ in range(2))
+    flip = torch.rand(16, generator=draws) < 0.5
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2), value=float(images.amin()))
+    for i in range(16):
+        crop = padded[i, :, dy[i] : dy[i] + 28, dx[i] : dx[i] + 28]
+        assert torch.equal(out[i], crop.flip(2) if flip[i] else crop)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_crop_flip_shifts_and_mirrors_deterministically():
     images = torch.arange(2 * 28 * 28, dtype=torch.float32).reshape(2, 1, 28, 28)
     a = crop_flip(images, torch.Generator().manual_seed(3))
