@@ -36,10 +36,10 @@ from typing import Any
 
 import optuna
 
-from models import CNNConfig, MLPConfig, ModelConfig, SeedNetConfig
+from models import CNNConfig, MLPConfig, ModelConfig, ResNetConfig, SeedNetConfig
 from search.train import TrainConfig
 
-ARCHS = ("mlp", "cnn")  # every family a grid may name
+ARCHS = ("mlp", "cnn", "resnet")  # every family a grid may name
 SEARCH_OPTIMIZERS = ("sgd", "adam", "adamw")
 BATCH_SIZES = (64, 128, 256)
 CHANNELS = (16, 24, 32)
@@ -147,6 +147,9 @@ def model_config(params: dict[str, Any]) -> ModelConfig:
     if params.get("arch", "cnn") == "mlp":
         keys = ("n_layers", "batch_norm", "dropout", "hidden_dim")
         return MLPConfig(**{k: params[k] for k in keys if k in params})
+    if params.get("arch") == "resnet":  # BatchNorm always; no head beyond the classifier
+        keys = ("n_layers", "channels", "dropout")
+        return ResNetConfig(**{k: params[k] for k in keys if k in params})
     keys = ("n_layers", "batch_norm", "dropout", "channels", "head_dim", "head_layers")
     return CNNConfig(**{k: params[k] for k in keys if k in params})
 

@@ -101,3 +101,12 @@ def test_the_gpu_space_has_gpu_sized_batches_and_widths():
     assert {p["channels"] for p in sampled} <= set(DEVICE_CHANNELS["cuda"])
     assert DEVICE_BATCH_SIZES["cpu"] == (64, 128, 256) and WARM_START["batch_size"] == 64
     assert space_name("cuda") == "cuda" and space_name("mps") == space_name("cpu") == "cpu"
+
+
+def test_arch_resnet_builds_the_residual_family_and_drops_partial_batches():
+    from models import ResNetConfig
+
+    params = {"arch": "resnet", "n_layers": 3, "channels": 8, "dropout": 0.1, "head_dim": 512}
+    spec = spec_from_params(params, epochs=2, seed=0)
+    assert spec.model == ResNetConfig(n_layers=3, channels=8, dropout=0.1)  # head_dim: no head
+    assert spec.train.drop_last  # BatchNorm always
