@@ -98,11 +98,15 @@ def final_reserve(plan: StudyPlan, rate: float | None) -> float:
 def budget_allows_trial(study: optuna.Study, plan: StudyPlan) -> bool:
     """Keep time for the final fit, the top trials' re-runs and the end of the run; start a
     trial only if it fits too. Before any trial has completed nothing is known of their cost,
-    and the first one may start."""
+    and without a complete trial there is no champion at all: the first one may start, and
+    finish, in the final fit's share (only the end's reserve is kept for it)."""
     rate = slowest_rate(study)
-    reruns = (rate or 0.0) * plan.rerun_images * MARGIN
+    if rate is None:
+        plan.budget.reserve = plan.end_seconds
+        return plan.budget.allows(0.0)
+    reruns = rate * plan.rerun_images * MARGIN
     plan.budget.reserve = final_reserve(plan, rate) + reruns
-    return plan.budget.allows((rate or 0.0) * plan.trial_images * MARGIN)
+    return plan.budget.allows(rate * plan.trial_images * MARGIN)
 
 
 def grid_todo(grid: dict[str, list], target: int | None) -> list[dict]:

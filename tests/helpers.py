@@ -125,7 +125,8 @@ class Forked:
         env = cli_command(args)[1]  # the environment ``cli`` gives its process
         options = (list(args), str(cwd), env, self._out, self._err)
         self._process = _warm_context().Process(target=_run_main, args=options, daemon=True)
-        self._process.start()
+        self._process.start()  # returns once the process exists (the fork server is up)
+        self.started = time.monotonic()  # its own start: what its --budget counts from
         self.pid = self._process.pid
 
     @property
@@ -157,10 +158,13 @@ class Forked:
 
 def forked(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """``cli`` in a ``Forked`` process: a run that needs a process of its own, not a fresh
-    interpreter (that is ``cli``: ``--help``, signals from a terminal, a user's first run)."""
+    interpreter (that is ``cli``: ``--help``, signals from a terminal, a user's first run).
+    The result's ``seconds`` is how long the process lived (not the fork server's start)."""
     run = Forked(args, cwd)
     out, err = run.communicate(timeout)
-    return subprocess.CompletedProcess(args, run.returncode, out, err)
+    done = subprocess.CompletedProcess(args, run.returncode, out, err)
+    done.seconds = time.monotonic() - run.started
+    return done
 
 
 def free_port() -> int:

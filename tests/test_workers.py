@@ -231,15 +231,14 @@ def test_local_workers_on_default_stores_share_trials_and_honour_the_budget(tmp_
     ran once and was logged once, and the supervisor prints one summary."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # MLflow's default: ./mlflow.db
     budget = 30  # seconds: start-up of the supervisor and two workers, a few trials, the end
-    start = time.monotonic()
     done = forked(
         ["--workers", "2", "--trials", "500", *QUICK, "--budget", f"{budget}s"], tmp_path
     )
-    elapsed = time.monotonic() - start
+    elapsed = done.seconds  # the run's own life, from its process's start
     assert done.returncode == 0, done.stderr
     assert "database is locked" not in done.stderr and "Traceback" not in done.stderr
     assert f"ended by --budget {budget} s" in done.stdout
-    assert elapsed <= budget, f"the run took {elapsed:.1f} s of a {budget} s budget"
+    assert elapsed <= budget, f"the run took {elapsed:.1f} s of a {budget} s budget: {done.stdout}"
     trials = load(f"sqlite:///{tmp_path / 'optuna.db'}", "fashion-mnist").get_trials()
     assert 0 < len(trials) < 500 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
     # A busy machine may leave no time to complete a trial (each is stopped, PRUNED, once it
