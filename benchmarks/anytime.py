@@ -37,10 +37,9 @@ import torch
 from benchmarks.baseline import ARTICLE_EPOCHS, article, study
 from benchmarks.recipes import strongest
 from data import load_splits
-from models import build_model
 from search import recipe
 from search.space import spec_from_params
-from search.train import evaluate, train
+from search.train import evaluate, fit
 
 RANDOM_AT = 3  # the budget multiple at which the random sampler is also measured
 
@@ -60,10 +59,8 @@ def fixed_epochs(budget: float, per_epoch: float, augment: float) -> int:
 def fixed(splits, epochs: int) -> tuple[float, float]:
     """(seconds, test accuracy) of ``recipes.strongest(epochs)``, from the article's seed."""
     spec = spec_from_params(strongest(epochs), epochs=epochs, seed=0)
-    torch.manual_seed(0)
-    model = build_model(spec.model)
     start = time.perf_counter()
-    train(model, splits.train_and_val(), spec.train)
+    model, _ = fit(spec.model, spec.train, splits.train_and_val())
     _, accuracy = evaluate(model, *splits.test)
     return time.perf_counter() - start, accuracy
 

@@ -32,9 +32,8 @@ import optuna
 import torch
 
 from data import load_splits
-from models import build_model
 from search.space import ARTICLE, spec_from_params
-from search.train import evaluate, train
+from search.train import evaluate, fit
 
 ARTICLE_EPOCHS = 5
 WARM_UP = 1280  # images: 20 batches of 64, per epoch of the warm-up run
@@ -46,11 +45,9 @@ def article(splits) -> tuple[float, float]:
     the article's own script would not be charged for)."""
     spec = spec_from_params(ARTICLE, epochs=ARTICLE_EPOCHS, seed=0)
     images, labels = splits.train
-    train(build_model(spec.model), (images[:WARM_UP], labels[:WARM_UP]), spec.train)
-    torch.manual_seed(0)
-    model = build_model(spec.model)
+    fit(spec.model, spec.train, (images[:WARM_UP], labels[:WARM_UP]))
     start = time.perf_counter()
-    train(model, splits.train_and_val(), spec.train)
+    model, _ = fit(spec.model, spec.train, splits.train_and_val())
     _, accuracy = evaluate(model, *splits.test)
     return time.perf_counter() - start, accuracy
 

@@ -24,10 +24,9 @@ import time
 import torch
 
 from data import load_splits
-from models import build_model
 from search import recipe
 from search.space import ARTICLE, RECIPE, spec_from_params
-from search.train import evaluate, train
+from search.train import evaluate, fit
 
 SGD = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}
 ADAMW = {k: RECIPE[k] for k in ("optimizer", "lr", "weight_decay", "schedule")}
@@ -53,10 +52,8 @@ def strongest(epochs: int) -> dict:
 
 def run(params: dict, splits, epochs: int) -> tuple[float, float]:
     spec = spec_from_params(params, epochs=epochs, seed=0)
-    torch.manual_seed(0)
-    model = build_model(spec.model)
     start = time.perf_counter()
-    train(model, splits.train_and_val(), spec.train)
+    model, _ = fit(spec.model, spec.train, splits.train_and_val())
     seconds = time.perf_counter() - start
     return evaluate(model, *splits.test)[1], seconds
 

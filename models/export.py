@@ -23,13 +23,13 @@ from types import ModuleType
 import torch
 from torch import nn
 
-from models import blocks
+from models.blocks import Residual
 from models.cnn import CNN
 from models.mlp import MLP
 from models.resnet import ResNet
 
 BLOCKS_MODULE = "fashion_search_blocks"  # a module name no user project has
-BLOCKS_FILE = Path(blocks.__file__)
+BLOCKS_FILE = Path(__file__).with_name("blocks.py")  # self-contained: imports only torch
 
 
 def shipped_blocks() -> ModuleType:
@@ -67,9 +67,9 @@ def layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def shippable(module: nn.Module) -> nn.Module:
     """``module`` with every ``Residual`` rebuilt as the shipped class (the layers inside are
     shared, not copied); a tree without one is returned as it is."""
-    if not any(isinstance(m, blocks.Residual) for m in module.modules()):
+    if not any(isinstance(m, Residual) for m in module.modules()):
         return module
-    if isinstance(module, blocks.Residual):
+    if isinstance(module, Residual):
         return shipped_blocks().Residual(shippable(module.body))
     if type(module) is nn.Sequential:
         return nn.Sequential(OrderedDict((n, shippable(c)) for n, c in module.named_children()))

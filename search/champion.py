@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import optuna
 from torch import nn
@@ -25,7 +26,10 @@ from search import recipe
 from search.budget import Budget, final_epochs_that_fit
 from search.objective import BestWeights
 from search.space import TrialSpec, spec_from_params
-from search.train import StepMetrics, fit
+from search.train import StepMetrics, fit, seconds_per_image
+
+if TYPE_CHECKING:
+    from search.pipeline import Run
 
 
 @dataclass
@@ -67,22 +71,35 @@ def final_fit(
 
 
 def epochs_that_fit(
-    best: optuna.trial.FrozenTrial, splits: Splits, wanted: int | None, budget: Budget, end: float
+    best: optuna.trial.FrozenTrial,
+    splits: Splits,
+    wanted: int | None,
+    budget: Budget,
+    end: float,
+    measured: bool = True,
 ) -> int:
     """``wanted`` final epochs (``None``: as many as the budget holds), or fewer if the budget
-    cannot hold them at the trial's measured rate (0: none fit)."""
+    cannot hold them (0: none fit). ``measured``: the epoch's cost is timed here on a few
+    batches of the winner's network (a trial's own rate includes its validation and the first
+    trial's warm-up, and overstates the final fit's by up to 1.6x, measured); else the trial's
+    rate, a rough bound for choosing among candidates."""
     if wanted == 0 or budget.seconds is None:
         return wanted or 0
-    seconds, images = (best.user_attrs.get(k, 0) for k in ("train_seconds", "train_images"))
     labelled = len(splits.train[1]) + len(splits.val[1])
-    per_epoch = seconds / max(1, images) * labelled
+    params = full_params(best)
+    if measured:
+        spec = spec_from_params(params, 1, 0)
+        per_epoch = seconds_per_image(spec.model, spec.train, splits.train) * labelled
+    else:
+        seconds, images = (best.user_attrs.get(k, 0) for k in ("train_seconds", "train_images"))
+        per_epoch = seconds / max(1, images) * labelled
     augmenting: list[float] = []  # crop and flip's cost here, timed once if a length needs it
 
     def extra(epochs: int) -> float:
         if not recipe.by_length(epochs)["augment"]:
             return 0.0
         if not augmenting:
-            batch = int(full_params(best).get("batch_size", 64))
+            batch = int(params.get("batch_size", 64))
             augmenting.append(recipe.augment_seconds(splits.train[0], batch) * labelled)
         return augmenting[0]
 
@@ -137,3 +154,63 @@ def trial_weights(
 def network_of(shipped: nn.Module) -> nn.Module:
     """A registered standalone model without its ``normalize`` layer: splits are normalized."""
     return nn.Sequential(*list(shipped.children())[1:])
+
+
+# --- the decision, for a run (search.pipeline.Run) ---------------------------------------------
+
+
+def choose(run: Run, best: optuna.trial.FrozenTrial) -> Champion:
+    """The champion for the winner ``best``: the registered one if it already is this trial
+    (a resumed study), else its final fit for what the budget leaves of ``--final-epochs``,
+    else its own weights."""
+    registered = _registered(run, best)
+    if registered is not None:
+        return registered
+    wanted = run.config.training.final_epochs
+    run.budget.reserve = 0.0  # what is left is the final fit's, less the end's own reserve
+    epochs = epochs_that_fit(best, run.splits, wanted, run.budget, run.end_seconds)
+    if not epochs:
+        return _own_weights(run, best, wanted)
+    return _final_fit(run, best, epochs, wanted)
+
+
+def _registered(run: Run, best: optuna.trial.FrozenTrial) -> Champion | None:
+    if run.tracking is None:
+        return None
+    version = run.tracking.registry.is_champion(run.study.study_name, best.number)
+    if version is None:
+        return None
+    model = network_of(run.tracking.registry.load(version)).to(run.splits.device)
+    note = f"(registered champion version {version.version}, fitted by an earlier run: no new "
+    return Champion(model, note + "final fit)")
+
+
+def _own_weights(run: Run, best: optuna.trial.FrozenTrial, wanted: int | None) -> Champion:
+    config, tracking = run.config, run.tracking
+    spec = trial_spec(best, config.training.epochs, config.study.seed)
+    run_id = best.user_attrs.get("mlflow_run_id", "")
+    checkpoint = (lambda: tracking.checkpoints.load(run_id)) if tracking else (lambda: None)
+    chosen = trial_weights(best, spec, run.splits, run.objective.best, checkpoint)
+    if wanted:
+        chosen.note += f" (no time left for --final-epochs {wanted})"
+    elif wanted is None:
+        chosen.note += " (no time left for a final fit)"
+    return chosen
+
+
+def _final_fit(
+    run: Run, best: optuna.trial.FrozenTrial, epochs: int, wanted: int | None
+) -> Champion:
+    spec = final_spec(best, epochs, run.config.study.seed)
+    runs = run.tracking.runs if run.tracking is not None else None
+    if runs is not None:
+        images = len(run.splits.train[1]) + len(run.splits.val[1])
+        params = {**full_params(best), **regularizers(spec), "train_images": images}
+        runs.start_final(best.number, params, epochs)
+
+    def on_epoch(m: StepMetrics) -> None:
+        run.progress.final_epoch(m, epochs)
+        if runs is not None:
+            runs.log_final_epoch(m)
+
+    return fitted(spec, run.splits, wanted, best.number, on_epoch)

@@ -22,6 +22,7 @@ from search.config import (
     DEFAULT_STUDY,
     FINAL_EPOCHS,
     FINAL_EPOCHS_CUDA,
+    RERUNS,
     SECTIONS,
     TRIALS,
     RunConfig,
@@ -30,10 +31,10 @@ from search.config import (
     group_fields,
     storage_default,
 )
-from search.device import DEVICES, will_use_cuda
+from search.device import will_use_cuda
+from search.errors import UserError
 from search.names import EXPERIMENT_MAX, STUDY_MAX, check_model_name, check_name
 from search.samplers import PRUNERS, SAMPLERS
-from search.winner import TOP_K
 
 LABELLED = 60_000  # Fashion-MNIST's training file: split into train and validation
 MIN_VAL = 10  # one image per class, at the very least
@@ -43,7 +44,7 @@ MAX_SEED = 2**31 - 1  # numpy seeds must stay below 2**32 after adding trial num
 MIN_BUDGET = 20.0
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """Bad command-line input: printed as one line, exit status 2."""
 
 
@@ -203,7 +204,7 @@ def resolve(config: RunConfig) -> RunConfig:
         final = 0 if grid else FINAL_EPOCHS_CUDA if on_gpu else FINAL_EPOCHS
         training = replace(training, final_epochs=final)
     if training.reruns is None:
-        training = replace(training, reruns=0 if grid else TOP_K)
+        training = replace(training, reruns=0 if grid else RERUNS)
     workers = config.workers
     if workers.threads is None:
         workers = replace(workers, threads=max(1, (os.cpu_count() or 1) // workers.workers))
@@ -214,40 +215,49 @@ def resolve(config: RunConfig) -> RunConfig:
 
 
 def check(config: RunConfig) -> None:
-    """Flags whose limits depend on each other or on the dataset's size (known without reading
-    it: 60,000 labelled images), and names, before anything is written."""
-    data = config.data
-    if not MIN_VAL <= data.val_size <= LABELLED - MIN_VAL:
-        raise UsageError(
-            f"--val-size must be in {MIN_VAL}..{LABELLED - MIN_VAL:,}, got {data.val_size}"
-        )
+    """Flags whose limits depend on each other, on the dataset's size (known without reading
+    it: 60,000 labelled images) or on this machine, and names, before anything is written."""
+    for problem in (*data_problems(config.data), *run_problems(config), *name_problems(config)):
+        if problem:
+            raise UsageError(problem)
+
+
+def data_problems(data) -> list[str]:
     room = LABELLED - data.val_size
-    if data.train_size is not None and data.train_size > room:
-        raise UsageError(
+    return [
+        not MIN_VAL <= data.val_size <= LABELLED - MIN_VAL
+        and f"--val-size must be in {MIN_VAL}..{LABELLED - MIN_VAL:,}, got {data.val_size}",
+        data.train_size is not None
+        and data.train_size > room
+        and (
             f"--train-size must be at most {room:,} (60,000 labelled images minus --val-size "
             f"{data.val_size:,}), got {data.train_size}"
-        )
-    if not MIN_VAL <= data.test_size <= TEST_SIZE:
-        raise UsageError(
+        ),
+        not MIN_VAL <= data.test_size <= TEST_SIZE
+        and (
             f"--test-size must be in {MIN_VAL}..{TEST_SIZE:,} (the held-out test file), "
             f"got {data.test_size}"
-        )
-    cores = os.cpu_count() or 1
-    if config.workers.threads > cores:
-        raise UsageError(
-            f"--threads must be in 1..{cores} (this machine's CPU cores), "
-            f"got {config.workers.threads}"
-        )
-    budget = config.study.budget
-    if budget is not None and budget < MIN_BUDGET:
-        raise UsageError(
+        ),
+    ]
+
+
+def run_problems(config: RunConfig) -> list[str]:
+    cores, threads, budget = os.cpu_count() or 1, config.workers.threads, config.study.budget
+    return [
+        threads > cores
+        and f"--threads must be in 1..{cores} (this machine's CPU cores), got {threads}",
+        budget is not None
+        and budget < MIN_BUDGET
+        and (
             f"--budget {budget:g} s cannot hold a run's start and end (loading, evaluating, "
             f"registering); at least {MIN_BUDGET:g} s"
-        )
-    if not 0 <= config.study.seed <= MAX_SEED:
-        raise UsageError(f"--seed must be in 0..{MAX_SEED}, got {config.study.seed}")
-    if data.device not in DEVICES:
-        raise UsageError(f"--device must be one of {', '.join(DEVICES)}, got {data.device!r}")
+        ),
+        not 0 <= config.study.seed <= MAX_SEED
+        and f"--seed must be in 0..{MAX_SEED}, got {config.study.seed}",
+    ]
+
+
+def name_problems(config: RunConfig) -> list[str]:
     problems = [check_name("--study", config.study.name, STUDY_MAX)]
     tracking = config.tracking
     if tracking.enabled:
@@ -257,9 +267,7 @@ def check(config: RunConfig) -> None:
             check_name(flag, tracking.experiment, EXPERIMENT_MAX),
             check_model_name(tracking.registered_model),
         ]
-    for problem in problems:
-        if problem:
-            raise UsageError(problem)
+    return problems
 
 
 def render(config: RunConfig, leave_out: tuple[str, ...] = ()) -> list[str]:

@@ -17,7 +17,6 @@ from data.splits import TEST_SIZE, VAL_SIZE
 from search.budget import FINAL_SHARE
 from search.storage import HEARTBEAT_INTERVAL
 from search.urls import mask_url
-from search.winner import TOP_K
 
 STORAGE_ENV = "FASHION_SEARCH_STORAGE"  # --storage's default; how --workers hands the URL over
 DEFAULT_STUDY = "fashion-mnist"
@@ -33,14 +32,15 @@ FINAL_EPOCHS = 5
 # On a GPU the final fit is cheap: 15 epochs of the GPU space's champion took 16 s on an H100
 # (test 0.9325; 20 epochs, 21 s, gave 0.9303 in another run: within run-to-run noise).
 FINAL_EPOCHS_CUDA = 15
+RERUNS = 3  # top trials re-run before the final fit: enough to catch a lucky first place
 POLL_SECONDS = 2.0  # a waiting worker looks at the study again this often; a read, no more
 
 
-def option(default: Any, help: str, flag: str | None = None, **argparse: Any) -> Any:
+def option(default: Any, help: str | None, flag: str | None = None) -> Any:
     """A config field with its command-line flag: ``help`` may say ``{default}``; ``flag``
-    overrides ``--name-with-dashes``; ``argparse`` holds choices, actions and the like
-    (``help=None`` keeps a flag out of ``--help``: set by ``--workers`` for its children)."""
-    return field(default=default, metadata={"help": help, "flag": flag, "argparse": argparse})
+    overrides ``--name-with-dashes`` (``help=None`` keeps a flag out of ``--help``: set by
+    ``--workers`` for its children). How a flag is read is ``search.cli.READ``'s."""
+    return field(default=default, metadata={"help": help, "flag": flag})
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class TrainingConfig:
         "the rest (default: {default})",
     )
     reruns: int = option(
-        TOP_K,
+        RERUNS,
         "before the final fit, train the top K trials' configurations once more on another "
         "seed and choose the best mean (default: {default}; grid mode 0; 0 = the best trial)",
     )

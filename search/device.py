@@ -4,17 +4,33 @@ from __future__ import annotations
 
 import torch
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
+from search.errors import UserError
+
+DEVICE_TYPES = ("cpu", "cuda", "mps")  # what a device may be (a grid names one of these)
+DEVICES = ("auto", *DEVICE_TYPES)  # what --device may say
 
 
-class DeviceError(ValueError):
+class DeviceError(UserError, ValueError):
     """The requested device does not exist here; the message is one line for the user."""
 
 
+def available() -> list[str]:
+    """The device types this machine has, the CPU first."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found.append("cuda")
+    if torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
 def resolve_device(name: str) -> torch.device:
+    """``--device`` as the device a run trains on, resolved once per run (``auto``: cuda, then
+    mps, then cpu); one that is absent here is a ``DeviceError``."""
     if name not in DEVICES:
         raise DeviceError(f"--device must be one of {', '.join(DEVICES)}, got {name!r}")
-    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    here = available()
+    cuda, mps = "cuda" in here, "mps" in here
     if name == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     if name == "cuda" and not cuda:

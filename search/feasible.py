@@ -13,8 +13,7 @@ from __future__ import annotations
 from itertools import product
 from typing import Any
 
-import torch
-
+from search.device import available
 from search.grid import GridError, with_defaults
 from search.space import spec_from_params
 
@@ -23,20 +22,11 @@ class CannotRun(RuntimeError):
     """This trial's configuration cannot run here; ``str()`` says why, in one line."""
 
 
-def available_devices() -> list[str]:
-    found = ["cpu"]
-    if torch.cuda.is_available():
-        found.append("cuda")
-    if torch.backends.mps.is_available():
-        found.append("mps")
-    return found
-
-
 def why_not(params: dict[str, Any], train_images: int) -> str | None:
     """Why ``params`` cannot run on ``train_images`` here, or ``None`` if it can."""
     device = params.get("device")
-    if device is not None and device not in available_devices():
-        return f"device {device!r} is not available here (available: {available_devices()})"
+    if device is not None and device not in available():
+        return f"device {device!r} is not available here (available: {available()})"
     spec = spec_from_params(params, epochs=1, seed=0)
     batch = spec.train.batch_size
     if spec.train.drop_last and batch > train_images:

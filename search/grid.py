@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models import SEED_NETWORKS
-from search.space import ARCHS, spec_from_params
-from search.train import OPTIMIZERS, SCHEDULES
+from search.errors import UserError
+from search.params import PARAMS, names
+from search.space import spec_from_params
 
 if TYPE_CHECKING:  # pandas takes half a second to import: only where a table is built
     import pandas as pd
@@ -38,54 +38,9 @@ GRID_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _integer(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _bool(v: Any) -> bool:
-    return isinstance(v, bool)
-
-
-def _choice(options: tuple) -> Any:
-    return lambda v: v in options
-
-
-# key -> (check, what the check wants, in words)
-GRID_KEYS = {
-    "lr": (_number, "a positive number"),
-    "batch_size": (_integer, "an integer"),
-    "optimizer": (_choice(OPTIMIZERS), f"one of {list(OPTIMIZERS)}"),
-    "momentum": (_number, "a number in [0, 1)"),
-    "weight_decay": (_number, "a number >= 0"),
-    "arch": (_choice(ARCHS), f"one of {list(ARCHS)}"),
-    "n_layers": (_integer, "an integer"),
-    "batch_norm": (_bool, "true or false"),
-    "dropout": (_number, "a number in [0, 1)"),
-    "hidden_dim": (_integer, "an integer"),
-    "channels": (_integer, "an integer"),
-    "head_dim": (_integer, "an integer"),
-    "head_layers": (_integer, "an integer"),
-    "schedule": (_choice(SCHEDULES), f"one of {list(SCHEDULES)}"),
-    "augment": (_bool, "true or false"),
-    "network": (_choice(SEED_NETWORKS), f"one of {list(SEED_NETWORKS)}"),
-    "shuffle": (_bool, "true or false"),
-    "num_workers": (_integer, "an integer (recorded only: batches need no workers)"),
-    "device": (_choice(("cpu", "cuda", "mps")), "one of ['cpu', 'cuda', 'mps']"),
-}
-MODEL_KEYS = {
-    "arch",
-    "n_layers",
-    "batch_norm",
-    "dropout",
-    "hidden_dim",
-    "channels",
-    "head_dim",
-    "head_layers",
-}
+# key -> (check, what the check wants, in words): every param of the one table
+GRID_KEYS = {p.name: p.grid for p in PARAMS}
+MODEL_KEYS = set(names("model")) - {"network"}  # the words of a family, not of a seed net
 
 
 # A grid is a promise to run every combination once: at a second per trial, 100,000 is a day,
@@ -93,7 +48,7 @@ MODEL_KEYS = {
 MAX_GRID = 100_000
 
 
-class GridError(ValueError):
+class GridError(UserError, ValueError):
     """A grid file that cannot be used; the message is one line naming the file."""
 
 

@@ -30,7 +30,7 @@ import torch
 from data import Splits
 from models import build_model, count_parameters
 from search import feasible
-from search.budget import Budget
+from search.budget import MARGIN, Budget
 from search.grid import with_defaults
 from search.space import TrialSpec, spec_from_params, suggest_params
 from search.train import Diverged, StepMetrics, TrainResult, train
@@ -199,7 +199,7 @@ class _Reporter:
         for hook in self.objective.hooks:
             hook.step(self.trial, m)
         steps_left = self.steps - m.step
-        self.over_budget = not self.objective.budget.allows(m.step_seconds * steps_left * 1.1)
+        self.over_budget = not self.objective.budget.allows(m.step_seconds * steps_left * MARGIN)
         # The last step is the full budget: a finished trial is COMPLETE, not PRUNED.
         return steps_left > 0 and (self.over_budget or self.trial.should_prune())
 

@@ -54,12 +54,12 @@ class Registry:
         model: torch.nn.Module,
         test_accuracy: float,
         example: np.ndarray,
-        run_id: str,
-        final_run_id: str | None,
+        runs: tuple[str, str | None],
     ) -> str:
         """Log ``model`` (the final fit, or the own weights, of the study's winner ``best``)
-        under ``run_id`` and register it unless the current champion is as good; returns a
-        line for the summary."""
+        under the parent run of ``runs`` (parent, final fit) and register it unless the current
+        champion is as good; returns a line for the summary."""
+        run_id, final_run_id = runs
         current = self.champion()
         if current is not None:
             same = self.is_champion(study.study_name, best.number) is not None

@@ -11,7 +11,12 @@ import optuna
 from optuna.trial import TrialState
 
 from data.splits import TEST_SIZE
+from search.config import RunConfig
 from search.grid import run_table
+from search.names import file_stem
+from search.storage import results_dir
+from search.study import CANNOT_RUN_STREAK, Ended, Stop
+from search.urls import mask_url
 
 if TYPE_CHECKING:  # pandas takes half a second to import: only where a table is built
     import pandas as pd
@@ -47,6 +52,19 @@ def save_table(frame: pd.DataFrame, stem: Path) -> list[Path]:
     records = json.loads(frame.to_json(orient="records", date_format="iso"))
     js.write_text(json.dumps(records, indent=2, ensure_ascii=False))
     return [csv, js]
+
+
+def save_tables(study: optuna.Study, grid: dict | None, config: RunConfig) -> list[Path]:
+    """The trials table, and in grid mode RunManager's (also printed), beside the study."""
+    out = results_dir(config.study.storage)
+    stem = file_stem(config.study.name)  # a study name may hold anything; files may not
+    files = save_table(trials_table(study), out / f"{stem}-trials")
+    if grid:
+        table = grid_rows(study, grid)
+        files += save_table(table, out / f"{stem}-runs")
+        if not config.output.quiet and not table.empty:
+            print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return files
 
 
 def grid_rows(study: optuna.Study, grid: dict[str, list]) -> pd.DataFrame:
@@ -129,3 +147,43 @@ def state_counts(study: optuna.Study) -> dict[str, int]:
     for t in study.get_trials(deepcopy=False):
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
     return counts
+
+
+def summary_of(
+    config: RunConfig, study: optuna.Study, stop: Stop, seconds: float, outcome, tracking: str
+) -> Summary:
+    """The summary of a run: ``outcome`` is ``search.run.Outcome`` (files, choice, the winning
+    trial, the champion's test accuracy and how it was obtained)."""
+    best = outcome.best
+    return Summary(
+        study_name=config.study.name,
+        storage=mask_url(config.study.storage),
+        counts=state_counts(study),
+        ended=ended_by(stop, config),
+        wall_seconds=seconds,
+        best_trial=study.best_trial.number if best else None,
+        best_value=study.best_value if best else None,
+        best_params={**best.user_attrs.get("fixed_params", {}), **best.params} if best else {},
+        test_accuracy=outcome.test_accuracy,
+        test_images=config.data.test_size,
+        model_note=outcome.note,
+        winner=outcome.choice.line() if outcome.choice else "",
+        tracking=tracking,
+        files=outcome.files,
+    )
+
+
+def ended_by(stop: Stop, config: RunConfig) -> str:
+    """What ended the study, in the words of the flag that did it."""
+    why = stop.why
+    if why is Ended.DONE:
+        return "grid done" if config.grid_mode else f"ended by --trials {config.study.trials}"
+    if why is Ended.BUDGET:
+        return f"ended by --budget {config.study.budget:g} s: no time for another trial"
+    if why is Ended.TIMEOUT:
+        return f"ended by --timeout {config.study.timeout:g} s"
+    if why is Ended.CANNOT_RUN:
+        return f"stopped: {CANNOT_RUN_STREAK} trials in a row could not run ({stop.detail})"
+    if why is Ended.WORKER_FAILED:
+        return f"worker failed ({stop.detail})"
+    return why.value

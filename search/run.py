@@ -1,15 +1,17 @@
 """python -m search.run: tune a Fashion-MNIST classifier with Optuna, track it in MLflow.
 
     python -m search.run --trials 50                       # TPE + pruning, sqlite:///optuna.db
-    python -m search.run --trials 50 --budget 10m          # and end within 10 minutes
+    python -m search.run --budget 10m                      # the best model in 10 minutes
     python -m search.run --sampler grid --grid sweep.json  # RunBuilder sweep, each combo once
     optuna-dashboard sqlite:///optuna.db                   # look at the study
 
-A new study's first trial is the seed article's hand-tuned CNN (--no-warm-start skips it).
-Each trial trains for --epochs and reports validation accuracy every --step-images training
-images, so successive halving stops bad trials after seconds. When the trials are done, the
-best configuration is trained again for --final-epochs on train + validation: that model is
-the champion, evaluated once on the held-out test set and registered in MLflow.
+A new study's first trial is the seed article's CNN on the strongest fixed recipe known for it
+(--no-warm-start skips it). Each trial trains for --epochs and reports validation accuracy
+every --step-images training images, so successive halving stops bad trials after seconds.
+When the trials are done, the top --reruns trials are trained again on another seed and the
+best mean wins; the winner is trained again for --final-epochs on train + validation (under
+--budget, for as many epochs as fit): that model is the champion, evaluated once on the
+held-out test set and registered in MLflow.
 
 Re-running with the same --study and --storage resumes: trials are added until the study
 holds --trials finished (COMPLETE or PRUNED) trials. Exit status: 0 done, 2 bad input,
@@ -26,162 +28,97 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
-import optuna
 import torch
 
-from data import DataError, Splits, load_splits
+from data import DataError, load_splits
 from models import standalone
 from search import champion, winner
 from search.artifacts import TrialPictures, close, open_store, pictures, upload
-from search.budget import (
-    END_SECONDS,
-    END_SECONDS_UNTRACKED,
-    Budget,
-    process_start,
-    slowest_rate,
-)
-from search.cli import UsageError, parse_args
-from search.config import STORAGE_ENV, RunConfig, params
-from search.device import DeviceError, describe, resolve_device
+from search.budget import Budget, process_start
+from search.cli import parse_args
+from search.config import STORAGE_ENV, RunConfig
+from search.device import describe, resolve_device
+from search.errors import UserError
 from search.feasible import check_grid
-from search.grid import GridError, grid_size, load_grid
-from search.names import file_stem
+from search.grid import grid_size, load_grid
 from search.objective import Objective, TrialHooks, TrialSettings
+from search.pipeline import Inputs, Run
 from search.progress import Progress
 from search.quiet import held_stderr, quiet_libraries
-from search.report import Summary, grid_rows, save_table, state_counts, trials_table
+from search.report import Summary, save_tables, summary_of
 from search.space import space_name
-from search.storage import (
-    GRACE_FACTOR,
-    StorageError,
-    check_storage,
-    claim_lock,
-    is_journal,
-    open_storage,
-    results_dir,
-)
+from search.storage import check_storage, claim_lock, open_storage, results_dir
 from search.study import (
-    CANNOT_RUN_STREAK,
-    StudyMismatch,
-    StudyPlan,
+    Ended,
+    Stop,
     check_resume,
-    final_reserve,
     finished_count,
     open_study,
+    plan_for,
     run_trials,
     study_settings,
+    trial_steps,
 )
 from search.train import evaluate_and_predict
-from search.urls import TrackingError, check_tracking_uri, mask_url, scrub
+from search.urls import check_tracking_uri, mask_url
 from search.workers import die_with_supervisor, supervise, worker_config, workers_that_fit
 
-USER_ERRORS = (
-    UsageError,
-    GridError,
-    DeviceError,
-    DataError,
-    StorageError,
-    TrackingError,
-    StudyMismatch,
-)
 ARTIFACTS = "optuna-artifacts"  # optuna-dashboard STORAGE --artifact-dir optuna-artifacts
 
 
 @dataclass
-class Inputs:
-    """What the run works on, all checked before anything was written."""
-
-    grid: dict[str, list] | None
-    device: torch.device
-    splits: Splits
-
-
-@dataclass
 class Outcome:
-    """What the end of the run found: the tables, the best trial, the champion."""
+    """What the end of the run found: the tables, the winner, the champion."""
 
     files: list[Path] = field(default_factory=list)
-    best: optuna.trial.FrozenTrial | None = None
-    test_accuracy: float | None = None
-    note: str = ""
-    registered: str = ""
     choice: winner.Choice | None = None
+    best: object = None  # the winning trial (an Optuna FrozenTrial)
+    test_accuracy: float | None = None
+    note: str = ""  # how the champion was obtained
+    registered: str = ""  # the registry's line for the summary
 
 
 def main(argv: list[str] | None = None) -> int:
     started = process_start()  # --budget counts from the start of the process
     quiet_libraries()
     try:
-        config = parse_args(argv, __doc__)
-        inputs = prepare(config)
-        storage = open_storage(config.study.storage, heartbeat_interval=config.workers.heartbeat)
-        steps = trial_steps(config, inputs.splits)
-        check_resume(storage, config.study.name, config.training.epochs, steps)
-        tracking = open_run_tracking(config, inputs.device)
+        run = prepare(argv, started)
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    except USER_ERRORS as exc:
+    except (UserError, DataError) as exc:  # bad input: one line, nothing written
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    quiet_libraries(config.output.quiet)
-    if config.workers.worker:
-        die_with_supervisor()
-    torch.set_num_threads(config.workers.threads)
-    lock = claim_lock(storage, config.study.storage, config.study.name)
-    with lock:  # processes started together: one creates the study and enqueues the warm start
-        space = space_name(inputs.device.type)
-        images = len(inputs.splits.train[1])
-        settings = study_settings(config.study, config.training.epochs, steps, images, space)
-        study = open_study(config.study, storage, settings, config.workers.worker)
-    plan = make_plan(config, inputs, make_budget(config, started))
-    store = open_store(artifact_dir(config))
-    hooks = trial_hooks(inputs, tracking, store)
-    if config.workers.worker:
-        return work(
-            study, make_objective(config, inputs, steps, plan, hooks, study), plan, lock, tracking
-        )
-    total = min(plan.target or math.inf, grid_size(inputs.grid)) if inputs.grid else plan.target
-    progress = Progress(total, finished_count(study, plan), steps, config.output.quiet)
-    objective = make_objective(config, inputs, steps, plan, [*hooks, progress], study)
-    announce(config, inputs.device)
+    open_run(run)
+    if run.config.workers.worker:
+        return work(run)
     start = time.perf_counter()
-    left = config.workers.workers if total is None else total - finished_count(study, plan)
-    workers = workers_to_start(config, left, inputs.splits)
-    with held_stderr() if config.output.quiet else contextlib.nullcontext():
-        stopped = run_study(
-            study, objective, plan, lock, config, workers, inputs.device, tracking, progress
-        )
-    if stopped == "done" and total is not None and finished_count(study, plan) < total:
-        # Workers stop on their own timeout or budget; they exit 0 all the same.
-        stopped = (
-            "budget" if config.study.budget else "timeout" if config.study.timeout else stopped
-        )
+    stop = search(run)
     with held_stderr():  # MLflow narrates registering; the summary says it in one line
-        outcome = finish(study, objective, inputs, config, tracking, store, lock, plan, progress)
-    progress.close()
-    if tracking is not None:
-        tracking.runs.end_orphans(study)
-        tracking.runs.end_parent("KILLED" if stopped == "interrupted" else "FINISHED")
-    print(
-        "\n".join(
-            summary(config, study, outcome, stopped, tracking, time.perf_counter() - start).lines()
-        )
-    )
-    if stopped == "interrupted":
-        return 130
-    return 1 if stopped.startswith(("worker failed", "cannot run")) else 0
+        outcome = finish(run)
+    close_run(run, stop)
+    print("\n".join(summary(run, outcome, stop, time.perf_counter() - start).lines()))
+    return stop.exit_status
 
 
-# --- before anything is written ---------------------------------------------------------------
+# --- 1. prepare: every input checked before anything is written -------------------------------
 
 
-def prepare(config: RunConfig) -> Inputs:
-    """Everything that can fail on bad input, before anything is written (the flags' own
-    checks ran in the parser): the grid, the device, the tracking URI and the storage (checked,
-    not created), then the data (read only)."""
+def prepare(argv: list[str] | None, started: float) -> Run:
+    """The flags, the grid, the device, the tracking URI and the storage (checked, not
+    created), the data (read only), a resumed study's settings; then the storage opened and
+    MLflow's parent run started."""
+    config = parse_args(argv, __doc__)
+    inputs = check_inputs(config)
+    storage = open_storage(config.study.storage, heartbeat_interval=config.workers.heartbeat)
+    steps = trial_steps(config, len(inputs.splits.train[1]))
+    check_resume(storage, config.study.name, config.training.epochs, steps)
+    tracking = open_tracking(config, inputs.device)
+    return Run(config, inputs, storage, steps, tracking, run_budget(config, started))
+
+
+def check_inputs(config: RunConfig) -> Inputs:
     grid = load_grid(config.study.grid) if config.study.grid else None
     device = resolve_device(config.data.device)
     if config.tracking.enabled:
@@ -207,76 +144,43 @@ def mlflow_default_uri() -> str:
     return mlflow.get_tracking_uri()
 
 
-def open_run_tracking(config: RunConfig, device: torch.device):
-    """MLflow for this run (``None`` with ``--no-mlflow``): its own parent run, or with
-    ``--worker`` the supervisor's."""
+def open_tracking(config: RunConfig, device: torch.device):
+    """MLflow for this run (``None`` with ``--no-mlflow``; MLflow is not even imported)."""
     if not config.tracking.enabled:
         return None
-    from search.tracking import open_tracking  # MLflow: imported only when tracking
+    from search.tracking import open_for_run
 
-    parent = config.workers.parent_run_id
-    try:
-        tracking = open_tracking(config.tracking, parent)
-    except Exception as exc:  # MLflow raises many types; one line for the user
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        uri = config.tracking.uri
-        raise TrackingError(
-            f"--tracking-uri {mask_url(uri or 'default')}: {scrub(first, uri)}"
-        ) from None
-    if parent is None:
-        study = config.study
-        tags = {
-            "storage": mask_url(study.storage),
-            "sampler": study.sampler,
-            "pruner": study.pruner,
-            "seed": str(study.seed),
-            "torch_version": torch.__version__,
-            "device": describe(device),
-        }
-        settings = {**params(config), "tracking_uri": mask_url(tracking.uri)}
-        tracking.runs.start_parent(study.name, tags, settings)
-    return tracking
+    return open_for_run(config, describe(device))
 
 
-# --- the trials -------------------------------------------------------------------------------
-
-
-def trial_steps(config: RunConfig, splits: Splits) -> int:
-    """Reports per trial: one per --step-images training images (grid mode: one per epoch,
-    RunManager's rows)."""
-    epochs = config.training.epochs
-    if config.grid_mode:
-        return epochs
-    return max(1, round(epochs * len(splits.train[1]) / config.training.step_images))
-
-
-def make_budget(config: RunConfig, started: float) -> Budget:
+def run_budget(config: RunConfig, started: float) -> Budget:
     if config.workers.deadline is not None:  # a --workers child: the supervisor's deadline
         return Budget(config.workers.deadline - time.time())
     return Budget(config.study.budget, start=started)
 
 
-def end_seconds(config: RunConfig) -> float:
-    return END_SECONDS if config.tracking.enabled else END_SECONDS_UNTRACKED
-
-
-def make_plan(config: RunConfig, inputs: Inputs, budget: Budget) -> StudyPlan:
-    train_images = len(inputs.splits.train[1])
-    final = config.training.final_epochs  # None: the final fit fills its share of --budget
-    return StudyPlan(
-        target=config.study.trials,
-        grid=inputs.grid,
-        timeout=config.study.timeout,
-        budget=budget,
-        trial_images=config.training.epochs * train_images,
-        final_images=(final or 0) * (train_images + len(inputs.splits.val[1])),
-        final_share=config.training.final_share if final is None else 0.0,
-        rerun_images=config.training.reruns * config.training.epochs * train_images,
-        poll_seconds=config.workers.poll_seconds,
-        end_seconds=end_seconds(config),
-        journal=is_journal(config.study.storage),
-        grace_seconds=config.workers.heartbeat * GRACE_FACTOR,
-    )
+def open_run(run: Run) -> None:
+    """The study (opened under the claim lock: processes started together create it and
+    enqueue the warm start once), its plan, the pictures' store, the progress bar (not in a
+    ``--workers`` child) and the objective with its hooks."""
+    config = run.config
+    quiet_libraries(config.output.quiet)
+    if config.workers.worker:
+        die_with_supervisor()
+    torch.set_num_threads(config.workers.threads)
+    run.lock = claim_lock(run.storage, config.study.storage, config.study.name)
+    space, images = space_name(run.inputs.device.type), len(run.splits.train[1])
+    settings = study_settings(config.study, config.training.epochs, run.steps, images, space)
+    with run.lock:
+        run.study = open_study(config.study, run.storage, settings, config.workers.worker)
+    run.plan = plan_for(config, run.splits, run.inputs.grid, run.budget, run.end_seconds)
+    run.store = open_store(artifact_dir(config))
+    hooks = trial_hooks(run)
+    if not config.workers.worker:
+        done = finished_count(run.study, run.plan)
+        run.progress = Progress(total_trials(run), done, run.steps, config.output.quiet)
+        hooks.append(run.progress)
+    run.objective = objective(run, hooks)
 
 
 def artifact_dir(config: RunConfig) -> Path:
@@ -286,291 +190,198 @@ def artifact_dir(config: RunConfig) -> Path:
     return results_dir(config.study.storage) / ARTIFACTS
 
 
-def trial_hooks(inputs: Inputs, tracking, store) -> list[TrialHooks]:
+def trial_hooks(run: Run) -> list[TrialHooks]:
     """Around every trial: its MLflow run and checkpoint, and the pictures of a new best."""
-    hooks: list[TrialHooks] = [TrialPictures(store, inputs.splits)]
-    if tracking is not None:
+    hooks: list[TrialHooks] = [TrialPictures(run.store, run.splits)]
+    if run.tracking is not None:
         from search.tracking import TrialTracking
 
-        hooks.insert(0, TrialTracking(tracking))
+        hooks.insert(0, TrialTracking(run.tracking))
     return hooks
 
 
-def make_objective(
-    config: RunConfig, inputs: Inputs, steps: int, plan: StudyPlan, hooks, study: optuna.Study
-):
+def objective(run: Run, hooks: list[TrialHooks]) -> Objective:
+    config = run.config
     settings = TrialSettings(
         epochs=config.training.epochs,
-        steps=None if config.grid_mode else steps,
+        steps=None if config.grid_mode else run.steps,
         seed=config.study.seed,
-        grid=inputs.grid,
-        space=study.user_attrs.get("space", "cpu"),
+        grid=run.inputs.grid,
+        space=run.study.user_attrs.get("space", "cpu"),
     )
-    return Objective(inputs.splits, settings, hooks, plan.budget)
+    return Objective(run.splits, settings, hooks, run.budget)
 
 
-def workers_to_start(config: RunConfig, left: int, splits: Splits) -> int:
+def total_trials(run: Run) -> int | None:
+    """Finished trials this run works towards (``None``: no limit, the budget ends it)."""
+    grid, target = run.inputs.grid, run.plan.target
+    return min(target or math.inf, grid_size(grid)) if grid else target
+
+
+# --- 2. search: the trials, here or in --workers processes -----------------------------------
+
+
+def search(run: Run) -> Stop:
+    """Trials until the study holds what was asked, the budget or timeout ends it, or a
+    signal does; with ``--workers``, as many worker processes as fit run them."""
+    announce(run)
+    total = total_trials(run)
+    left = run.config.workers.workers if total is None else total - finished(run)
+    count = workers_to_start(run, left)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with held_stderr() if run.config.output.quiet else contextlib.nullcontext():
+            stop = supervised(run, count) if run.config.workers.workers > 1 else local(run)
+    except KeyboardInterrupt:
+        stop = Stop(Ended.INTERRUPTED)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if stop.why is Ended.DONE and total is not None and finished(run) < total:
+        # Workers stop on their own timeout or budget; they exit 0 all the same.
+        study = run.config.study
+        stop = Stop(Ended.BUDGET if study.budget else Ended.TIMEOUT if study.timeout else stop.why)
+    return stop
+
+
+def finished(run: Run) -> int:
+    return finished_count(run.study, run.plan)
+
+
+def local(run: Run) -> Stop:
+    def after(study) -> None:
+        after_trial(run)
+
+    return run_trials(run.study, run.objective, run.plan, run.lock, after, run.progress.waiting)
+
+
+def supervised(run: Run, count: int) -> Stop:
+    """``count`` ``--workers`` children on this study; the URLs travel in their environment
+    (never on a command line, which every user of the machine can read)."""
+    config, tracking = run.config, run.tracking
+    parent = tracking.runs.parent_id if tracking else None
+    deadline = time.time() + run.budget.left() if config.study.budget else None
+    urls = {STORAGE_ENV: config.study.storage}
+    if tracking is not None:
+        urls["MLFLOW_TRACKING_URI"] = tracking.uri
+    children = worker_config(config, parent, deadline)
+    return supervise(children, count, run.inputs.device, urls, lambda: after_trial(run))
+
+
+def after_trial(run: Run) -> None:
+    run.progress.after_trial(run.study, finished(run))
+    if run.tracking is not None:
+        run.tracking.runs.end_orphans(run.study)
+
+
+def workers_to_start(run: Run, left: int) -> int:
     """``--workers K``, as many as fit (trials left, cores, memory); when that is fewer, one
     line says why, even with --quiet."""
-    if config.workers.workers == 1:
+    wanted = run.config.workers.workers
+    if wanted == 1:
         return 1
-    count, line = workers_that_fit(config.workers.workers, left, splits.nbytes)
+    count, line = workers_that_fit(wanted, left, run.splits.nbytes)
     if line:
         print(line, file=sys.stderr)
     return count
 
 
-def announce(config: RunConfig, device: torch.device) -> None:
+def announce(run: Run) -> None:
+    config = run.config
     if not config.output.quiet:
         study, workers = config.study, config.workers
         print(
             f"study {study.name!r} on {mask_url(study.storage)}: {study.sampler} sampler, "
-            f"{study.pruner} pruner, {describe(device)}, torch {torch.__version__}, "
+            f"{study.pruner} pruner, {describe(run.inputs.device)}, torch {torch.__version__}, "
             f"{workers.workers} worker(s) x {workers.threads} thread(s)"
         )
 
 
-def run_study(
-    study, objective, plan, lock, config: RunConfig, workers: int, device, tracking, progress
-) -> str:
-    """The trials, here or in ``workers`` processes (``--workers``, as many as fit); returns
-    why they stopped."""
-
-    def after_trial(study: optuna.Study) -> None:
-        progress.after_trial(study, finished_count(study, plan))
-        if tracking is not None:
-            tracking.runs.end_orphans(study)
-
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        if config.workers.workers > 1:
-            parent = tracking.runs.parent_id if tracking else None
-            deadline = time.time() + plan.budget.left() if config.study.budget else None
-            urls = {STORAGE_ENV: config.study.storage}
-            if tracking is not None:
-                urls["MLFLOW_TRACKING_URI"] = tracking.uri
-            children = worker_config(config, parent, deadline)
-            return supervise(children, workers, device, urls, partial(after_trial, study))
-        return run_trials(study, objective, plan, lock, after_trial, progress.waiting)
-    except KeyboardInterrupt:
-        return "interrupted"
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def work(study, objective: Objective, plan: StudyPlan, lock, tracking) -> int:
+def work(run: Run) -> int:
     """A ``--workers`` child: run trials, leave the end of the study to the supervisor."""
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    orphans = tracking.runs.end_orphans if tracking is not None else None
+    orphans = run.tracking.runs.end_orphans if run.tracking is not None else None
     try:
         with held_stderr():  # a worker is quiet; its chatter shows only if it fails
-            run_trials(study, objective, plan, lock, orphans)
+            run_trials(run.study, run.objective, run.plan, run.lock, orphans)
     except KeyboardInterrupt:
-        print(
-            f"worker {os.getpid()}: stopped by signal; its running trial is marked FAIL",
-            file=sys.stderr,
-        )
+        line = f"worker {os.getpid()}: stopped by signal; its running trial is marked FAIL"
+        print(line, file=sys.stderr)
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0
 
 
-# --- the end of the run -----------------------------------------------------------------------
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
-def finish(
-    study, objective, inputs: Inputs, config: RunConfig, tracking, store, lock, plan, progress
-) -> Outcome:
+# --- 3. finish: the winner, the champion, its test accuracy, its registration ----------------
+
+
+def finish(run: Run) -> Outcome:
     """Tables, then (if a trial completed) the winner, the champion, its test accuracy, its
     pictures in Optuna and MLflow, and its registration."""
-    outcome = Outcome(files=tables(study, inputs.grid, config))
-    choice = choose_winner(study, inputs.splits, config, tracking, plan, progress)
-    if choice is None:
-        if tracking is not None:
-            tracking.runs.log_results({}, files=outcome.files)
-        return outcome
-    outcome.choice = choice
-    best = outcome.best = next(
-        t for t in study.get_trials(deepcopy=False) if t.number == choice.winner.number
-    )
-    splits = inputs.splits
-    chosen = choose_champion(study, best, objective, splits, config, tracking, plan, progress)
+    outcome = Outcome(files=save_tables(run.study, run.inputs.grid, run.config))
+    outcome.choice = winner.for_run(run)
+    if outcome.choice is not None:
+        crown(run, outcome)
+    elif run.tracking is not None:
+        run.tracking.runs.log_results({}, files=outcome.files)
+    return outcome
+
+
+def close_run(run: Run, stop: Stop) -> None:
+    """The progress bar's last line; every MLflow run this process opened, ended."""
+    run.progress.close()
+    if run.tracking is not None:
+        run.tracking.runs.end_orphans(run.study)
+        run.tracking.runs.end_parent("KILLED" if stop.why is Ended.INTERRUPTED else "FINISHED")
+
+
+def crown(run: Run, outcome: Outcome) -> None:
+    """The winner's champion, scored once on the test set, pictured, and registered."""
+    study, splits, tracking = run.study, run.splits, run.tracking
+    best = outcome.best = next(t for t in study.trials if t.number == outcome.choice.winner.number)
+    chosen = champion.choose(run, best)
     _, outcome.test_accuracy, predicted = evaluate_and_predict(chosen.model, *splits.test)
     outcome.note = chosen.note
     study.set_user_attr("test_accuracy", {"trial": best.number, "value": outcome.test_accuracy})
     figures, matrix = pictures(predicted, splits.test, splits.mean, splits.std, "test")
-    upload(store, study, figures)  # the champion's, on the study's page in optuna-dashboard
+    upload(run.store, study, figures)  # the champion's, on the study's page in optuna-dashboard
     if tracking is not None:
-        log_results(tracking, study, outcome, figures, matrix)
+        metrics = {"test_accuracy": outcome.test_accuracy, "best_val_accuracy": best.value}
+        metrics["winner_val_mean"] = outcome.choice.winner.mean
+        tracking.log_results(study, metrics, outcome.files, figures, matrix)
     close(figures)
     if tracking is None:
-        return outcome
+        return
     tracking.runs.end_final(outcome.test_accuracy)
     shipped = standalone(chosen.model, splits.mean, splits.std)
     example = (splits.test[0][:4].cpu() * splits.std + splits.mean).numpy()
-    with lock:  # several workers may end the study together: one registers
-        outcome.registered = tracking.registry.register(
-            study,
-            best,
-            shipped,
-            outcome.test_accuracy,
-            example,
-            tracking.runs.parent_id,
-            tracking.runs.final_id,
-        )
-    return outcome
+    accuracy = outcome.test_accuracy
+    with run.lock:  # several workers may end the study together: one registers
+        outcome.registered = tracking.register(study, best, shipped, accuracy, example)
 
 
-def choose_winner(study, splits, config: RunConfig, tracking, plan, progress):
-    """The top trials re-run on another seed (what the budget allows, keeping the final fit's
-    time), the best mean chosen (``search.winner``); ``None`` before any trial completed."""
-    plan.budget.reserve = final_reserve(plan, slowest_rate(study))
-
-    def on_rerun(trial, seed, value, seconds) -> None:
-        progress.rerun(trial.number, value)
-        if tracking is not None:
-            tracking.runs.log_rerun(trial.number, champion.full_params(trial), seed, value)
-
-    def final_epochs(trial) -> int:  # what its final fit would get of what is left now
-        left = Budget(plan.budget.left())
-        return champion.epochs_that_fit(trial, splits, None, left, end_seconds(config))
-
-    budgeted = config.training.final_epochs is None and plan.budget.seconds is not None
-    how = winner.Reruns(
-        spec_of=lambda t: champion.trial_spec(t, config.training.epochs, config.study.seed),
-        splits=splits,
-        seed=config.study.seed,
-        budget=plan.budget,
-        on_start=lambda t: progress.rerunning(t.number),
-        on_rerun=on_rerun,
-        final_epochs=final_epochs if budgeted else None,
-    )
-    return winner.choose(study, config.training.reruns, how)
+# --- 4. report: the summary a person reads ---------------------------------------------------
 
 
-def tables(study: optuna.Study, grid, config: RunConfig) -> list[Path]:
-    """The trials table, and in grid mode RunManager's (also printed), beside the study."""
-    out = results_dir(config.study.storage)
-    stem = file_stem(config.study.name)  # a study name may hold anything; files may not
-    files = save_table(trials_table(study), out / f"{stem}-trials")
-    if grid:
-        table = grid_rows(study, grid)
-        files += save_table(table, out / f"{stem}-runs")
-        if not config.output.quiet and not table.empty:
-            print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    return files
+def summary(run: Run, outcome: Outcome, stop: Stop, seconds: float) -> Summary:
+    line = tracking_line(run, outcome.registered)
+    return summary_of(run.config, run.study, stop, seconds, outcome, line)
 
 
-def choose_champion(
-    study, best, objective, splits, config: RunConfig, tracking, plan, progress
-) -> champion.Champion:
-    """The registered champion if it already is the winner, else the winner's final fit (what
-    the budget leaves of it), else the winning trial's own weights."""
-    registered = tracking.registry.is_champion(study.study_name, best.number) if tracking else None
-    if registered is not None:
-        model = champion.network_of(tracking.registry.load(registered)).to(splits.device)
-        note = (
-            f"(registered champion version {registered.version}, fitted by an earlier run: "
-            "no new final fit)"
-        )
-        return champion.Champion(model, note)
-    wanted = config.training.final_epochs
-    plan.budget.reserve = 0.0
-    epochs = champion.epochs_that_fit(best, splits, wanted, plan.budget, end_seconds(config))
-    if not epochs:
-        spec = champion.trial_spec(best, config.training.epochs, config.study.seed)
-        checkpoint = (
-            (lambda: tracking.checkpoints.load(best.user_attrs.get("mlflow_run_id", "")))
-            if tracking
-            else (lambda: None)
-        )
-        chosen = champion.trial_weights(best, spec, splits, objective.best, checkpoint)
-        if wanted:
-            chosen.note += f" (no time left for --final-epochs {wanted})"
-        elif wanted is None:
-            chosen.note += " (no time left for a final fit)"
-        return chosen
-    spec = champion.final_spec(best, epochs, config.study.seed)
-    if tracking is not None:
-        images = len(splits.train[1]) + len(splits.val[1])
-        params = {**champion.full_params(best), **champion.regularizers(spec)}
-        tracking.runs.start_final(best.number, {**params, "train_images": images}, epochs)
-
-    def on_epoch(m) -> None:
-        progress.final_epoch(m, epochs)
-        if tracking is not None:
-            tracking.runs.log_final_epoch(m)
-
-    return champion.fitted(spec, splits, wanted, best.number, on_epoch)
-
-
-def log_results(tracking, study, outcome: Outcome, figures, matrix) -> None:
-    """The parent run's results: tables, pictures, per-class accuracy, Optuna's plots."""
-    from search.figures import optuna_html, per_class  # plotly: only when tracking
-
-    page, _ = optuna_html(study)
-    metrics = {"test_accuracy": outcome.test_accuracy, "best_val_accuracy": outcome.best.value}
-    if outcome.choice is not None:
-        metrics["winner_val_mean"] = outcome.choice.winner.mean
-    tracking.runs.log_results(
-        metrics,
-        files=outcome.files,
-        figures=figures,
-        dicts={"per_class_accuracy.json": per_class(matrix)},
-        texts={"optuna_plots.html": page},
-    )
-
-
-def summary(
-    config: RunConfig, study, outcome: Outcome, stopped: str, tracking, seconds: float
-) -> Summary:
-    best = outcome.best
-    return Summary(
-        study_name=config.study.name,
-        storage=mask_url(config.study.storage),
-        counts=state_counts(study),
-        ended=ended_by(stopped, config),
-        wall_seconds=seconds,
-        best_trial=study.best_trial.number if best else None,
-        best_value=study.best_value if best else None,
-        best_params=champion.full_params(best) if best else {},
-        test_accuracy=outcome.test_accuracy,
-        test_images=config.data.test_size,
-        model_note=outcome.note,
-        winner=outcome.choice.line() if outcome.choice else "",
-        tracking=tracking_line(config, tracking, outcome.registered),
-        files=outcome.files,
-    )
-
-
-def ended_by(stopped: str, config: RunConfig) -> str:
-    """What ended the study, in the words of the flag that did it."""
-    if stopped == "done":
-        return "grid done" if config.grid_mode else f"ended by --trials {config.study.trials}"
-    if stopped == "budget":
-        return f"ended by --budget {config.study.budget:g} s: no time for another trial"
-    if stopped == "timeout":
-        return f"ended by --timeout {config.study.timeout:g} s"
-    if stopped.startswith("cannot run"):
-        return f"stopped: {CANNOT_RUN_STREAK} trials in a row could not run ({stopped[12:]})"
-    return stopped
-
-
-def tracking_line(config: RunConfig, tracking, registered: str) -> str:
-    if tracking is None:
+def tracking_line(run: Run, registered: str) -> str:
+    if run.tracking is None:
         return "MLflow: off (--no-mlflow): nothing was tracked"
-    uri = mask_url(tracking.uri)
+    uri = mask_url(run.tracking.uri)
     ui = (
         f"open it: mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
         if not uri.startswith("http")
         else f"open it: {uri}"
     )
-    return f"MLflow: experiment {config.tracking.experiment!r} at {uri}    {ui}\n{registered}"
-
-
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    return f"MLflow: experiment {run.config.tracking.experiment!r} at {uri}    {ui}\n{registered}"
 
 
 if __name__ == "__main__":

@@ -1,20 +1,7 @@
-"""The search space: one vocabulary for Optuna params, MLflow params, configs and CLI/grid keys.
+"""The search space: what a trial samples, the warm start, and params into configs.
 
-| param          | range                                   | when                 |
-| -------------- | --------------------------------------- | -------------------- |
-| `lr`           | log-uniform 3e-4 .. 2e-1                | always               |
-| `batch_size`   | 64, 128, 256 (cuda: 256, 512)           | always               |
-| `optimizer`    | sgd, adam, adamw                        | always               |
-| `momentum`     | uniform 0.8 .. 0.99                     | optimizer == sgd     |
-| `weight_decay` | log-uniform 1e-6 .. 1e-1                | always               |
-| `schedule`     | onecycle, cosine (constant: grid only)  | always               |
-| `arch`         | cnn (mlp: grid mode only)               | always               |
-| `n_layers`     | 1 .. 3 conv blocks                      | always               |
-| `batch_norm`   | False, True                             | always               |
-| `dropout`      | uniform 0.0 .. 0.5                      | always               |
-| `channels`     | 16, 24, 32 (cuda: 32, 48, 64), doubling | always               |
-| `head_dim`     | 128, 256, 512                           | always               |
-| `head_layers`  | 1, 2                                    | always               |
+The parameters themselves (names, ranges, when each applies, what a grid may give them) are
+one table, ``search.params.PARAMS``; docs/search.md shows it. ``suggest_params`` samples it.
 
 Sized from measurements on 2 CPU cores (docs/measured.md): the seed article's CNN (3 blocks to
 128 channels, a 512-wide two-layer head) is the most expensive point, so a study's cost is
@@ -31,25 +18,14 @@ place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import optuna
 
 from models import CNNConfig, MLPConfig, ModelConfig, ResNetConfig, SeedNetConfig
+from search.params import names, sample
 from search.train import TrainConfig
-
-ARCHS = ("mlp", "cnn", "resnet")  # every family a grid may name
-SEARCH_OPTIMIZERS = ("sgd", "adam", "adamw")
-BATCH_SIZES = (64, 128, 256)
-CHANNELS = (16, 24, 32)
-HEAD_DIMS = (128, 256, 512)
-HEAD_LAYERS = (1, 2)
-
-SEARCH_SCHEDULES = ("onecycle", "cosine")
-# Up to 0.1: AdamW's decoupled decay works at 0.01-0.1 (the recipe's 0.05); SGD's and Adam's
-# coupled decay wants 1e-5..1e-3, which TPE learns from the trials.
-WEIGHT_DECAY = (1e-6, 1e-1)
 
 # The seed article's hand-tuned network, in this vocabulary: 3 conv blocks 32/64/128 with
 # BatchNorm, fc 1152-512-512 with BatchNorm1d and dropout 0.4.
@@ -89,11 +65,6 @@ WARM_START = RECIPE
 WARM_START_NOTE = "the article's CNN on the strongest fixed recipe (AdamW, cosine)"
 
 
-# On a GPU, batches of 64 are launch-bound (about 17,000 images/s on an H100 whatever the
-# setting) while batches of 1024 train at 250,000: there, larger batches and wider networks cost
-# the same seconds (README, Measured). The CPU sizes are the measured ones above.
-DEVICE_BATCH_SIZES = {"cpu": BATCH_SIZES, "cuda": (256, 512)}
-DEVICE_CHANNELS = {"cpu": CHANNELS, "cuda": (32, 48, 64)}
 # On a GPU the article's CNN at 4x the batch and 4x the SGD rate (linear scaling; measured on
 # an H100 with the GPU space, README history: 0.9325 in 80 s). Not yet measured with AdamW.
 GPU_WARM_START = {
@@ -122,58 +93,31 @@ class TrialSpec:
 def suggest_params(trial: optuna.Trial, space: str = "cpu") -> dict[str, Any]:
     """Sample one point of the space (``space``: 'cpu' or 'cuda', recorded on the study);
     conditional params are only asked for when they apply."""
-    p: dict[str, Any] = {
-        "lr": trial.suggest_float("lr", 3e-4, 2e-1, log=True),
-        "batch_size": trial.suggest_categorical("batch_size", DEVICE_BATCH_SIZES[space]),
-        "optimizer": trial.suggest_categorical("optimizer", SEARCH_OPTIMIZERS),
-    }
-    if p["optimizer"] == "sgd":
-        p["momentum"] = trial.suggest_float("momentum", 0.8, 0.99)
-    p["weight_decay"] = trial.suggest_float("weight_decay", *WEIGHT_DECAY, log=True)
-    p["schedule"] = trial.suggest_categorical("schedule", SEARCH_SCHEDULES)
-    p["arch"] = trial.suggest_categorical("arch", ("cnn",))
-    p["n_layers"] = trial.suggest_int("n_layers", 1, 3)
-    p["batch_norm"] = trial.suggest_categorical("batch_norm", (False, True))
-    p["dropout"] = trial.suggest_float("dropout", 0.0, 0.5)
-    p["channels"] = trial.suggest_categorical("channels", DEVICE_CHANNELS[space])
-    p["head_dim"] = trial.suggest_categorical("head_dim", HEAD_DIMS)
-    p["head_layers"] = trial.suggest_categorical("head_layers", HEAD_LAYERS)
-    return p
+    return sample(trial, space)
 
 
-def model_config(params: dict[str, Any]) -> ModelConfig:
-    if "network" in params:
-        return SeedNetConfig(params["network"])
-    if params.get("arch", "cnn") == "mlp":
-        keys = ("n_layers", "batch_norm", "dropout", "hidden_dim")
-        return MLPConfig(**{k: params[k] for k in keys if k in params})
-    if params.get("arch") == "resnet":  # BatchNorm always; no head beyond the classifier
-        keys = ("n_layers", "channels", "dropout")
-        return ResNetConfig(**{k: params[k] for k in keys if k in params})
-    keys = ("n_layers", "batch_norm", "dropout", "channels", "head_dim", "head_layers")
-    return CNNConfig(**{k: params[k] for k in keys if k in params})
+FAMILIES = {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig}
+
+
+def model_config(given: dict[str, Any]) -> ModelConfig:
+    """The model's config: the seeded ``network`` a grid names, else the ``arch`` family (cnn
+    by default) with the params it has fields for (the rest of the model's words do not apply
+    to it: a residual net has no ``head_dim``)."""
+    if "network" in given:
+        return SeedNetConfig(given["network"])
+    family = FAMILIES[given.get("arch", "cnn")]
+    return family(**{f.name: given[f.name] for f in fields(family) if f.name in given})
 
 
 def spec_from_params(
     params: dict[str, Any], epochs: int, seed: int, steps: int | None = None
 ) -> TrialSpec:
     """Model and training configs from a flat params dict; missing keys take config defaults."""
-    keys = (
-        "optimizer",
-        "lr",
-        "momentum",
-        "weight_decay",
-        "batch_size",
-        "shuffle",
-        "schedule",
-        "augment",
-        "label_smoothing",
-    )
     model = model_config(params)
     # BatchNorm cannot train on a final batch of one image: drop the partial batch instead.
     drop_last = (
         getattr(model, "batch_norm", False) or getattr(model, "network", "") == "batch_norm"
     )
-    given = {k: params[k] for k in keys if k in params}
+    given = {k: params[k] for k in names("train") if k in params}
     train = TrainConfig(epochs=epochs, seed=seed, drop_last=drop_last, steps=steps, **given)
     return TrialSpec(model=model, train=train)

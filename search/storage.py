@@ -16,9 +16,7 @@ once. The lock is released as soon as the trial is claimed, never held while tra
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
-import sqlite3
 import tempfile
 import threading
 import warnings
@@ -29,8 +27,16 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+from search.errors import UserError
 from search.names import file_stem
-from search.urls import check_password_form, mask_url, scrub
+from search.urls import (
+    check_file,
+    check_password_form,
+    check_server,
+    first_line,
+    mask_url,
+    sqlite_path,
+)
 
 HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats; a write per 10 s is free
 GRACE_FACTOR = 3  # a trial is stale after 3 missed beats: tolerant of a busy CPU
@@ -38,7 +44,7 @@ GRACE_FACTOR = 3  # a trial is stale after 3 missed beats: tolerant of a busy CP
 DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class StorageError(ValueError):
+class StorageError(UserError, ValueError):
     """The storage URL cannot be used; the message is one line with the password masked."""
 
 
@@ -50,19 +56,10 @@ def journal_path(url: str) -> Path:
     return Path(url.removeprefix("journal:"))
 
 
-def sqlite_path(url: str) -> Path | None:
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        return Path(url.removeprefix("sqlite:///"))
-    return None
-
-
 def results_dir(url: str) -> Path:
     """Where the trials table is saved: beside a file-based study, else the working dir."""
     path = journal_path(url) if is_journal(url) else sqlite_path(url)
     return path.parent if path is not None else Path.cwd()
-
-
-SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def check_storage(url: str) -> None:
@@ -71,11 +68,11 @@ def check_storage(url: str) -> None:
     Raises ``StorageError`` (one line, password masked)."""
     try:
         if is_journal(url):
-            _check_file(journal_path(url), sqlite=False)
+            check_file(journal_path(url), sqlite=False)
         elif "://" not in url:
             raise ValueError("not a storage URL (sqlite:///FILE, postgresql://..., journal:FILE)")
         elif (path := sqlite_path(url)) is not None:
-            _check_file(path, sqlite=True)
+            check_file(path, sqlite=True)
         elif url.startswith("sqlite:"):
             raise ValueError(
                 "an in-memory SQLite database ends with this process and has no lock for "
@@ -83,51 +80,11 @@ def check_storage(url: str) -> None:
             )
         else:
             check_password_form(url)
-            _check_server(url)
+            check_server(url)
     except Exception as exc:  # drivers raise anything; the user gets one line
         raise StorageError(
-            f"--storage {mask_url(url)}: cannot open: {_first_line(exc, url)}"
+            f"--storage {mask_url(url)}: cannot open: {first_line(exc, url)}"
         ) from None
-
-
-def _check_file(path: Path, sqlite: bool) -> None:
-    if not path.resolve().parent.is_dir():
-        raise OSError(f"directory {path.parent} does not exist")
-    if not path.exists():
-        if not os.access(path.resolve().parent, os.W_OK):
-            raise OSError(f"directory {path.parent} is not writable")
-        return
-    if not os.access(path, os.R_OK | os.W_OK):
-        raise OSError(f"{path} is read-only (a study writes to its storage)")
-    if sqlite:
-        _check_sqlite(path)
-
-
-def _check_sqlite(path: Path) -> None:
-    """A file that is not an SQLite database, or whose pages are damaged, is refused here
-    rather than by a traceback from inside Optuna."""
-    with open(path, "rb") as f:
-        header = f.read(len(SQLITE_HEADER))
-    if header and header != SQLITE_HEADER:
-        raise OSError(f"{path} is not an SQLite database")
-    if not header:  # an empty file: SQLite makes a database of it
-        return
-    # A generous timeout: a process started at the same moment may be creating the schema.
-    with sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=60) as conn:
-        verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
-    if verdict != "ok":
-        raise OSError(f"{path} is damaged (SQLite quick_check: {verdict})")
-
-
-def _check_server(url: str) -> None:
-    from sqlalchemy import create_engine
-
-    engine = create_engine(url)
-    try:
-        with engine.connect():
-            pass
-    finally:
-        engine.dispose()
 
 
 def open_storage(
@@ -150,7 +107,7 @@ def open_storage(
             return _rdb(url, path is not None, heartbeat_interval)
     except Exception as exc:  # drivers raise anything; the user gets one line
         raise StorageError(
-            f"--storage {mask_url(url)}: cannot open: {_first_line(exc, url)}"
+            f"--storage {mask_url(url)}: cannot open: {first_line(exc, url)}"
         ) from None
 
 
@@ -192,11 +149,6 @@ def schema_lock(database: Path) -> FileLock:
     """The lock beside an SQLite file that serializes creating or migrating its schema (used
     for Optuna's storage and MLflow's ``sqlite:///`` store alike)."""
     return FileLock(database.with_name(f"{database.name}.schema.lock"))
-
-
-def _first_line(exc: BaseException, url: str) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return scrub(text[0] if text else type(exc).__name__, url)
 
 
 class Lock:

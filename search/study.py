@@ -24,18 +24,21 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 
 import optuna
 from optuna.trial import TrialState
 
+from data import Splits
 from search.budget import END_SECONDS, MARGIN, Budget, slowest_rate
-from search.config import StudyConfig
+from search.config import RunConfig, StudyConfig
+from search.errors import UserError
 from search.feasible import CannotRun
 from search.grid import combinations
 from search.recovery import recover, sign, waiting_line
 from search.samplers import make_pruner, make_sampler
 from search.space import DEVICE_WARM_START, WARM_START_NOTE
-from search.storage import Lock
+from search.storage import GRACE_FACTOR, Lock, is_journal
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 OPEN_STRIDE = 100_003  # sampler seeds of successive openings of one study stay far apart
@@ -44,7 +47,30 @@ OPEN_STRIDE = 100_003  # sampler seeds of successive openings of one study stay 
 CANNOT_RUN_STREAK = 20
 
 
-class StudyMismatch(Exception):
+class Ended(Enum):
+    """Why the trials stopped."""
+
+    DONE = "done"  # --trials finished trials, or every grid combination
+    BUDGET = "budget"  # no time left for another trial
+    TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM
+    CANNOT_RUN = "cannot run"  # trial after trial could not run on this data
+    WORKER_FAILED = "worker failed"  # a --workers child ended badly
+
+
+@dataclass(frozen=True)
+class Stop:
+    why: Ended
+    detail: str = ""  # the reason trials could not run, or the worker's exit status
+
+    @property
+    def exit_status(self) -> int:
+        if self.why is Ended.INTERRUPTED:
+            return 130
+        return 1 if self.why in (Ended.CANNOT_RUN, Ended.WORKER_FAILED) else 0
+
+
+class StudyMismatch(UserError):
     """A study resumed with settings that would change what its steps mean: one line, exit 2."""
 
 
@@ -79,7 +105,8 @@ class StudyPlan:
     trial_images: int = 0  # training images in one whole trial
     final_images: int = 0  # training images in the final fit (0: none, or it fills a share)
     final_share: float = 0.0  # of --budget kept for the final fit from the start (0: fixed)
-    rerun_images: int = 0  # training images of the top trials' re-runs (search.winner)
+    reruns: int = 0  # top trials re-run before the final fit (search.winner)
+    start_images: int = 0  # what a started trial trains at least: its first step, if pruned
     end_seconds: float = END_SECONDS  # kept for the end of the run (see search.budget)
     journal: bool = False  # journal storage: no heartbeats (see search.recovery)
     grace_seconds: float = 30.0  # RDB storages: a silent trial is failed after this long
@@ -97,16 +124,26 @@ def final_reserve(plan: StudyPlan, rate: float | None) -> float:
 
 def budget_allows_trial(study: optuna.Study, plan: StudyPlan) -> bool:
     """Keep time for the final fit, the top trials' re-runs and the end of the run; start a
-    trial only if it fits too. Before any trial has completed nothing is known of their cost,
-    and without a complete trial there is no champion at all: the first one may start, and
-    finish, in the final fit's share (only the end's reserve is kept for it)."""
+    trial if its first step fits too (the trial's own steps stop it, PRUNED, when it could not
+    finish: ``search.objective``). Before any trial has completed nothing is known of their
+    cost, and without a complete trial there is no champion at all: the first one may start,
+    and finish, in the final fit's share (only the end's reserve is kept for it)."""
     rate = slowest_rate(study)
     if rate is None:
         plan.budget.reserve = plan.end_seconds
         return plan.budget.allows(0.0)
-    reruns = rate * plan.rerun_images * MARGIN
-    plan.budget.reserve = final_reserve(plan, rate) + reruns
-    return plan.budget.allows(rate * plan.trial_images * MARGIN)
+    plan.budget.reserve = final_reserve(plan, rate) + rerun_reserve(study, plan.reruns)
+    return plan.budget.allows(rate * plan.start_images * MARGIN)
+
+
+def rerun_reserve(study: optuna.Study, k: int) -> float:
+    """Seconds the re-runs of the top ``k`` complete trials will take (each as long as its
+    trial did), less those already re-run."""
+    done = study.user_attrs.get("reruns", {})
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    top = sorted(complete, key=lambda t: (-t.value, t.number))[:k]
+    seconds = sum(t.user_attrs.get("train_seconds", 0.0) for t in top if str(t.number) not in done)
+    return seconds * MARGIN
 
 
 def grid_todo(grid: dict[str, list], target: int | None) -> list[dict]:
@@ -188,10 +225,10 @@ def claimed(objective: Callable[[optuna.Trial], float], lock: Lock):
 
 def run_trials(
     study, objective, plan: StudyPlan, lock: Lock, after_trial=None, on_wait=None
-) -> str:
-    """Run trials until done, timed out or out of budget; returns 'done', 'timeout', 'budget'
-    or, when trial after trial cannot run on this data, 'cannot run: REASON'. ``on_wait`` is
-    told what this worker waits for while others finish."""
+) -> Stop:
+    """Run trials until done, timed out or out of budget, or until trial after trial cannot
+    run on this data (the reason in ``detail``). ``on_wait`` is told what this worker waits for
+    while others finish."""
     start, reasons = time.monotonic(), []
 
     def note(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -199,19 +236,19 @@ def run_trials(
 
     while True:
         if plan.timeout is not None and time.monotonic() - start >= plan.timeout:
-            return "timeout"
+            return Stop(Ended.TIMEOUT)
         with lock:
             step = next_step(study, plan)
             if step == "run" and not budget_allows_trial(study, plan):
-                return "budget"
+                return Stop(Ended.BUDGET)
             if step == "run":
                 study.optimize(
                     claimed(objective, lock), n_trials=1, catch=(CannotRun,), callbacks=[note]
                 )
         if step == "done":
-            return "done"
+            return Stop(Ended.DONE)
         if len(reasons) >= CANNOT_RUN_STREAK and all(reasons[-CANNOT_RUN_STREAK:]):
-            return f"cannot run: {reasons[-1]}"
+            return Stop(Ended.CANNOT_RUN, reasons[-1])
         if step == "wait":
             if on_wait is not None:
                 on_wait(waiting_line(study, plan.journal, plan.grace_seconds))
@@ -269,3 +306,40 @@ def study_settings(config: StudyConfig, epochs: int, steps: int, images: int, sp
         "step": f"one step = {unit}; intermediate values are {METRIC} after each step",
         "space": space,
     }
+
+
+def trial_steps(config: RunConfig, train_images: int) -> int:
+    """Reports per trial: one per --step-images training images (grid mode: one per epoch,
+    RunManager's rows)."""
+    epochs = config.training.epochs
+    if config.grid_mode:
+        return epochs
+    return max(1, round(epochs * train_images / config.training.step_images))
+
+
+def plan_for(
+    config: RunConfig, splits: Splits, grid: dict | None, budget: Budget, end_seconds: float
+) -> StudyPlan:
+    """What this worker is to do, in the study's terms: the target, the time it has and what
+    trials, re-runs and the final fit cost in images."""
+    training, train_images = config.training, len(splits.train[1])
+    final = training.final_epochs  # None: the final fit fills its share of --budget
+    return StudyPlan(
+        target=config.study.trials,
+        grid=grid,
+        timeout=config.study.timeout,
+        budget=budget,
+        trial_images=training.epochs * train_images,
+        final_images=(final or 0) * (train_images + len(splits.val[1])),
+        final_share=training.final_share if final is None else 0.0,
+        reruns=training.reruns,
+        start_images=(
+            training.epochs * train_images
+            if config.study.pruner == "none" or config.grid_mode
+            else training.step_images
+        ),
+        poll_seconds=config.workers.poll_seconds,
+        end_seconds=end_seconds,
+        journal=is_journal(config.study.storage),
+        grace_seconds=config.workers.heartbeat * GRACE_FACTOR,
+    )

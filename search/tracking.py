@@ -12,15 +12,17 @@ from dataclasses import dataclass
 
 import mlflow
 import optuna
+import torch
 from mlflow import MlflowClient
 
 from search.checkpoints import CheckpointStore
-from search.config import TrackingConfig
+from search.config import RunConfig, TrackingConfig, params
 from search.objective import Completed, TrialHooks
 from search.registry import Registry
 from search.runs import RunLogger
-from search.storage import schema_lock, sqlite_path
+from search.storage import schema_lock
 from search.train import StepMetrics
+from search.urls import TrackingError, first_line, mask_url, sqlite_path
 
 
 @dataclass
@@ -29,6 +31,49 @@ class Tracking:
     runs: RunLogger
     checkpoints: CheckpointStore
     registry: Registry
+
+    def log_results(self, study: optuna.Study, metrics: dict, files, figures, matrix) -> None:
+        """The parent run's results: tables, pictures, per-class accuracy, Optuna's plots."""
+        from search.figures import optuna_html, per_class  # plotly: only when tracking
+
+        page, _ = optuna_html(study)
+        self.runs.log_results(
+            metrics,
+            files=files,
+            figures=figures,
+            dicts={"per_class_accuracy.json": per_class(matrix)},
+            texts={"optuna_plots.html": page},
+        )
+
+    def register(self, study: optuna.Study, best, model, test_accuracy: float, example) -> str:
+        """The champion logged under the parent run and registered (``search.registry``)."""
+        runs = (self.runs.parent_id, self.runs.final_id)
+        return self.registry.register(study, best, model, test_accuracy, example, runs)
+
+
+def open_for_run(config: RunConfig, device: str) -> Tracking:
+    """MLflow for a run: its own parent run (tags and the settings as params), or with
+    ``--worker`` the supervisor's. Any failure is one line for the user (``TrackingError``)."""
+    parent = config.workers.parent_run_id
+    try:
+        tracking = open_tracking(config.tracking, parent)
+    except Exception as exc:  # MLflow raises many types; one line for the user
+        uri = config.tracking.uri
+        line = f"--tracking-uri {mask_url(uri or 'default')}: {first_line(exc, uri)}"
+        raise TrackingError(line) from None
+    if parent is None:
+        study = config.study
+        tags = {
+            "storage": mask_url(study.storage),
+            "sampler": study.sampler,
+            "pruner": study.pruner,
+            "seed": str(study.seed),
+            "torch_version": torch.__version__,
+            "device": device,
+        }
+        settings = {**params(config), "tracking_uri": mask_url(tracking.uri)}
+        tracking.runs.start_parent(study.name, tags, settings)
+    return tracking
 
 
 def open_tracking(config: TrackingConfig, parent_run_id: str | None) -> Tracking:

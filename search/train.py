@@ -158,18 +158,6 @@ def evaluate_and_predict(
     return float(loss_sum) / len(labels), correct / len(labels), predicted
 
 
-def predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Predicted class of every image (eval mode, no gradients)."""
-    model.eval()
-    with torch.inference_mode():
-        return torch.cat(
-            [
-                model(x.contiguous(memory_format=torch.channels_last)).argmax(1)
-                for x, _ in Batches(images, images, EVAL_BATCH, shuffle=False)
-            ]
-        )
-
-
 def fit(
     model_config: ModelConfig,
     config: TrainConfig,
@@ -183,6 +171,28 @@ def fit(
     torch.manual_seed(config.seed)
     model = build_model(model_config)
     return model, train(model, data, config, val, on_step=on_step)
+
+
+def seconds_per_image(
+    model_config: ModelConfig, config: TrainConfig, data: Split, batches: int = 20
+) -> float:
+    """What training this configuration costs here per image, timed on ``batches`` batches of
+    ``data`` after a few untimed ones (a throwaway model; the caller's random state is kept):
+    the price of a final fit, measured rather than taken from a trial (whose time includes its
+    validation, and for the first trial of a process its warm-up)."""
+    images, labels = data
+    size, warm_up = min(config.batch_size, len(labels)), 5
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(model_config).to(images.device, memory_format=torch.channels_last)
+        one_batch = _BatchStep(model.train(), config, total_batches=batches + warm_up)
+        for i in range(warm_up + batches):
+            if i == warm_up:
+                start = time.perf_counter()
+            lo = (i * size) % max(1, len(labels) - size)
+            one_batch(images[lo : lo + size], labels[lo : lo + size])
+        if images.device.type == "cuda":
+            torch.cuda.synchronize(images.device)
+    return (time.perf_counter() - start) / (batches * size)
 
 
 def step_ends(config: TrainConfig, batches_per_epoch: int) -> list[int]:
@@ -203,63 +213,99 @@ def train(
     """Train ``model`` (moved to the data's device, channels-last) for the whole budget."""
     images, labels = data
     model.to(device=images.device, memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, config)
     batches = Batches(
         images, labels, config.batch_size, config.shuffle, config.drop_last, config.seed
     )
     if len(batches) == 0:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {len(labels)} train images")
     ends = step_ends(config, len(batches))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda i: lr_factor(config.schedule, i / ends[-1])
-    )
-    generator = torch.Generator().manual_seed(config.seed + 1)  # augmentation's own stream
-    result, done, start = TrainResult(), 0, time.perf_counter()
-    loss_sum = torch.zeros((), device=images.device)
-    correct = torch.zeros((), device=images.device, dtype=torch.long)
-    seen = 0
+    one_batch = _BatchStep(model, config, ends[-1])
+    tally, result = _Tally(images.device), TrainResult()
     model.train()
-    while done < ends[-1]:
-        for x, y in batches:
-            if config.augment:
-                x = crop_flip(x, generator)
-            logits = model(x.contiguous(memory_format=torch.channels_last))
-            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen, done = seen + len(y), done + 1
-            if done != ends[len(result.history)]:
-                continue
-            step = len(result.history) + 1
-            train_loss = float(loss_sum) / seen
-            if not math.isfinite(train_loss):
-                raise Diverged(step, train_loss)
-            last = step == len(ends)
-            split = val if last or probe is None else probe
-            val_loss, val_acc = math.nan, math.nan
-            if split is not None:
-                val_loss, val_acc, predicted = evaluate_and_predict(model, *split)
-                result.val_predictions = predicted if last else None
-            metrics = StepMetrics(
-                step,
-                done / len(batches),
-                train_loss,
-                int(correct) / seen,
-                val_loss,
-                val_acc,
-                time.perf_counter() - start,
-            )
-            result.history.append(metrics)
-            if on_step is not None and on_step(metrics) and not last:
-                result.stopped_early = True
-                return result
-            if last:
-                return result
-            model.train()
-            loss_sum.zero_(), correct.zero_()
-            seen, start = 0, time.perf_counter()
+    for done, (x, y) in enumerate(_passes(batches, ends[-1]), start=1):
+        tally.add(*one_batch(x, y), y)
+        if done != ends[len(result.history)]:
+            continue
+        last = len(result.history) + 1 == len(ends)
+        split = val if last or probe is None else probe
+        metrics = _end_step(model, tally, result, done / len(batches), split, last)
+        if on_step is not None and on_step(metrics) and not last:
+            result.stopped_early = True
+            return result
+        if last:
+            return result
+        model.train()
+        tally.reset()
     return result
+
+
+def _passes(batches: Batches, total: int):
+    """``total`` batches: as many passes over ``batches`` as that takes (the last one cut)."""
+    done = 0
+    while done < total:
+        for batch in batches:
+            yield batch
+            done += 1
+            if done == total:
+                return
+
+
+class _BatchStep:
+    """One optimizer step on one batch, with the schedule and augmentation of ``config``."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, total_batches: int) -> None:
+        self.model, self.config = model, config
+        self.optimizer = make_optimizer(model, config)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda i: lr_factor(config.schedule, i / total_batches)
+        )
+        self.generator = torch.Generator().manual_seed(config.seed + 1)  # augmentation's own
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.config.augment:
+            x = crop_flip(x, self.generator)
+        logits = self.model(x.contiguous(memory_format=torch.channels_last))
+        loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.detach(), logits.detach()
+
+
+class _Tally:
+    """A step's loss and correct count, kept on the device and read once, at the step's end."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss.zero_(), self.correct.zero_()
+        self.seen, self.start = 0, time.perf_counter()
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.loss += loss * len(y)
+        self.correct += (logits.argmax(1) == y).sum()
+        self.seen += len(y)
+
+
+def _end_step(
+    model: nn.Module, tally: _Tally, result: TrainResult, epoch: float, split, last: bool
+) -> StepMetrics:
+    """The step's metrics (validated on ``split``, if any), appended to ``result``; a
+    non-finite loss raises ``Diverged``."""
+    step = len(result.history) + 1
+    train_loss = float(tally.loss) / tally.seen
+    if not math.isfinite(train_loss):
+        raise Diverged(step, train_loss)
+    val_loss, val_accuracy = math.nan, math.nan
+    if split is not None:
+        val_loss, val_accuracy, predicted = evaluate_and_predict(model, *split)
+        result.val_predictions = predicted if last else None
+    seconds = time.perf_counter() - tally.start
+    accuracy = int(tally.correct) / tally.seen
+    metrics = StepMetrics(step, epoch, train_loss, accuracy, val_loss, val_accuracy, seconds)
+    result.history.append(metrics)
+    return metrics

@@ -15,10 +15,14 @@ from __future__ import annotations
 import base64
 import os
 import re
+import sqlite3
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 from sqlalchemy.engine import make_url
+
+from search.errors import UserError
 
 MASK = "***"
 # Query parameters that carry a secret (libpq and MySQL drivers read ``?password=``).
@@ -27,7 +31,7 @@ _QUERY_SECRET = re.compile(rf"([?&](?:{'|'.join(SECRET_KEYS)})=)([^&#]*)", re.IG
 TRACKING_FORMS = "http://HOST:PORT, sqlite:///FILE, postgresql://..., mysql+pymysql://..."
 
 
-class TrackingError(Exception):
+class TrackingError(UserError):
     """The tracking URI cannot be used; one line for the user, password masked."""
 
 
@@ -111,6 +115,65 @@ def scrub(text: str, *urls: str | None) -> str:
     return text
 
 
+def sqlite_path(url: str) -> Path | None:
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url.removeprefix("sqlite:///"))
+    return None
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_file(path: Path, sqlite: bool) -> None:
+    """A database or journal file that a run may create or write: its directory exists and is
+    writable, an existing file is writable, and an SQLite file is a sound database."""
+    if not path.resolve().parent.is_dir():
+        raise OSError(f"directory {path.parent} does not exist")
+    if not path.exists():
+        if not os.access(path.resolve().parent, os.W_OK):
+            raise OSError(f"directory {path.parent} is not writable")
+        return
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise OSError(f"{path} is read-only (a study writes to its storage)")
+    if sqlite:
+        check_sqlite(path)
+
+
+def check_sqlite(path: Path) -> None:
+    """A file that is not an SQLite database, or whose pages are damaged, is refused here
+    rather than by a traceback from inside Optuna."""
+    with open(path, "rb") as f:
+        header = f.read(len(SQLITE_HEADER))
+    if header and header != SQLITE_HEADER:
+        raise OSError(f"{path} is not an SQLite database")
+    if not header:  # an empty file: SQLite makes a database of it
+        return
+    # A generous timeout: a process started at the same moment may be creating the schema.
+    with sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=60) as conn:
+        verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
+    if verdict != "ok":
+        raise OSError(f"{path} is damaged (SQLite quick_check: {verdict})")
+
+
+def check_server(url: str) -> None:
+    """A database server that answers (SQLAlchemy connects once, writes nothing)."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
+
+
+def first_line(exc: BaseException, *urls: str | None) -> str:
+    """The first line of what a library raised (the driver's own error, where SQLAlchemy wraps
+    one), every URL's password removed: how a foreign message reaches the user."""
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return scrub(text[0] if text else type(exc).__name__, *urls)
+
+
 def check_tracking_uri(uri: str) -> None:
     """Raise ``TrackingError`` unless ``uri`` is a tracking store MLflow 3 accepts and can
     reach, without creating anything: a server answers /health, a database connects, an
@@ -121,15 +184,11 @@ def check_tracking_uri(uri: str) -> None:
         if scheme in ("http", "https"):
             _check_reachable(uri)
         elif scheme == "sqlite":
-            from search.storage import _check_file, sqlite_path  # the same checks as --storage
-
-            path = sqlite_path(uri)
+            path = sqlite_path(uri)  # the same checks as --storage
             if path is not None:
-                _check_file(path, sqlite=True)
+                check_file(path, sqlite=True)
         elif scheme in ("postgresql", "mysql", "mssql"):
-            from search.storage import _check_server
-
-            _check_server(uri)
+            check_server(uri)
         elif scheme.startswith("databricks") or uri.startswith("databricks"):
             return
         elif scheme in ("", "file"):
@@ -143,8 +202,7 @@ def check_tracking_uri(uri: str) -> None:
     except TrackingError:
         raise
     except Exception as exc:  # drivers raise anything; the user gets one line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise TrackingError(f"--tracking-uri {mask_url(uri)}: {scrub(first, uri)}") from None
+        raise TrackingError(f"--tracking-uri {mask_url(uri)}: {first_line(exc, uri)}") from None
 
 
 def _check_reachable(uri: str) -> None:

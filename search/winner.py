@@ -21,16 +21,21 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from data import Splits
-from search.budget import MARGIN, Budget
+from search import champion
+from search.budget import MARGIN, Budget, slowest_rate
 from search.space import TrialSpec
+from search.study import final_reserve
 from search.train import fit
 
-TOP_K = 3  # enough to catch a lucky first place; each costs one trial's training
+if TYPE_CHECKING:
+    from search.pipeline import Run
+
 # Under --budget a configuration whose final fit would get fewer epochs than this in what is
 # left cannot win (a slow network judged on one epoch may be unaffordable long).
 MIN_FINAL_EPOCHS = 3
@@ -153,3 +158,32 @@ def choose(study: optuna.Study, k: int, how: Reruns) -> Choice | None:
     choice = Choice(ranked[0], tuple(ranked[1:]), skipped)
     study.set_user_attr("winner", choice.record())
     return choice
+
+
+def for_run(run: Run) -> Choice | None:
+    """The run's winner: the top ``--reruns`` trials re-run (what the budget allows, keeping
+    the final fit's time), the best mean chosen; each re-run on the progress line and in
+    MLflow. ``None`` before any trial completed."""
+    config, splits, tracking = run.config, run.splits, run.tracking
+    run.budget.reserve = final_reserve(run.plan, slowest_rate(run.study))
+
+    def on_rerun(trial: FrozenTrial, seed: int, value: float, seconds: float) -> None:
+        run.progress.rerun(trial.number, value)
+        if tracking is not None:
+            tracking.runs.log_rerun(trial.number, champion.full_params(trial), seed, value)
+
+    def final_epochs(trial: FrozenTrial) -> int:  # what its final fit would get of what is left
+        left = Budget(run.budget.left())
+        return champion.epochs_that_fit(trial, splits, None, left, run.end_seconds, measured=False)
+
+    budgeted = config.training.final_epochs is None and run.budget.seconds is not None
+    how = Reruns(
+        spec_of=lambda t: champion.trial_spec(t, config.training.epochs, config.study.seed),
+        splits=splits,
+        seed=config.study.seed,
+        budget=run.budget,
+        on_start=lambda t: run.progress.rerunning(t.number),
+        on_rerun=on_rerun,
+        final_epochs=final_epochs if budgeted else None,
+    )
+    return choose(run.study, config.training.reruns, how)

@@ -33,6 +33,7 @@ import torch
 
 from search.cli import render
 from search.config import RunConfig
+from search.study import Ended, Stop
 
 # Not on a child's command line: the URLs (they may hold passwords, and command lines are
 # visible to every user of a machine; ``worker_env`` carries them) and --workers itself.
@@ -129,9 +130,9 @@ def supervise(
     device: torch.device,
     urls: dict[str, str],
     on_tick: Callable[[], None],
-) -> str:
-    """Run ``count`` workers to the end (``config`` is the children's, see ``worker_config``);
-    returns 'done', 'interrupted' or 'worker failed (...)'."""
+) -> Stop:
+    """Run ``count`` workers to the end (``config`` is the children's, see ``worker_config``):
+    done, interrupted (the workers are stopped too) or a worker failed (its exit status)."""
     command = worker_argv(config)
     tick_seconds = config.workers.poll_seconds
     procs = [subprocess.Popen(command, env=worker_env(i, device, urls)) for i in range(count)]
@@ -148,6 +149,6 @@ def supervise(
                 p.send_signal(signal.SIGTERM)
         for p in procs:
             p.wait()
-        return "interrupted"
+        return Stop(Ended.INTERRUPTED)
     failed = [p.returncode for p in procs if p.returncode != 0]
-    return f"worker failed (exit {failed[0]})" if failed else "done"
+    return Stop(Ended.WORKER_FAILED, f"exit {failed[0]}") if failed else Stop(Ended.DONE)

@@ -21,6 +21,26 @@ from pathlib import Path
 import optuna
 from sqlalchemy.pool import NullPool
 
+# Two points of the space that tests enqueue: a cheap network that learns, and the slowest
+# corner of the space (SGD at the smallest rate), which learns least in a short trial.
+GOOD = {
+    "lr": 1e-3,
+    "batch_size": 64,
+    "optimizer": "adam",
+    "weight_decay": 1e-6,
+    "schedule": "cosine",
+    "arch": "cnn",
+    "n_layers": 1,
+    "batch_norm": False,
+    "dropout": 0.0,
+    "channels": 16,
+    "head_dim": 128,
+    "head_layers": 1,
+}
+BAD = {**GOOD, "optimizer": "sgd", "momentum": 0.8, "lr": 3e-4}  # the slowest corner of the space
+# RunManager's columns, before the run's parameters.
+RUN_MANAGER = ["run", "epoch", "loss", "accuracy", "epoch duration", "run duration"]
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by set-up
 # Headless Chromium as root in a closed network: no sandbox, no GPU, no calls home.

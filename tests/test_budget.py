@@ -57,31 +57,35 @@ def test_final_epochs_fill_what_is_left_or_stop_at_what_is_wanted():
 
 
 def trials_of(rates: list[float]) -> optuna.Study:
+    """Complete trials of 10,000 images at these seconds per image, the first the best."""
     study = optuna.create_study(direction="maximize")
-    for rate in rates:
-        attrs = {"train_seconds": rate * 1000, "train_images": 1000}
-        study.add_trial(create_trial(value=0.5, params={}, distributions={}, user_attrs=attrs))
+    for i, rate in enumerate(rates):
+        attrs = {"train_seconds": rate * 10_000, "train_images": 10_000}
+        value = 0.9 - 0.01 * i
+        study.add_trial(create_trial(value=value, params={}, distributions={}, user_attrs=attrs))
     return study
 
 
 def test_the_slowest_complete_trial_prices_the_next_ones():
     assert slowest_rate(trials_of([])) is None
-    assert slowest_rate(trials_of([0.001, 0.003, 0.002])) == 0.003
+    assert slowest_rate(trials_of([0.001, 0.003, 0.002])) == pytest.approx(0.003)
 
 
 def test_a_budget_keeps_the_final_share_from_the_start_and_the_reruns_once_priced():
     budget = Budget(1000.0)
-    plan = StudyPlan(
-        target=None, budget=budget, trial_images=10_000, final_share=0.5, rerun_images=30_000
-    )
-    plan.end_seconds = 16.0
+    plan = StudyPlan(target=None, budget=budget, trial_images=10_000, final_share=0.5, reruns=2)
+    plan.start_images, plan.end_seconds = 1_000, 16.0
     assert final_reserve(plan, None) == (1000 - 16) / 2 + 16  # a share of the working time
     assert budget_allows_trial(trials_of([]), plan)  # the first trial may always start...
     assert budget.reserve == 16  # ... and finish: without it there is no champion
-    study = trials_of([0.01])  # 100 s per trial, 300 s for three re-runs
+    study = trials_of([0.01, 0.02, 0.03])  # 100, 200 and 300 s; the top two (by value) re-run
     assert budget_allows_trial(study, plan)
-    assert budget.reserve == pytest.approx(508 + 300 * MARGIN)
-    assert not budget_allows_trial(trials_of([0.02]), plan)  # 600 s of re-runs: no room
+    assert budget.reserve == pytest.approx(508 + (100 + 200) * MARGIN)
+    study.set_user_attr("reruns", {"0": [0.5]})  # trial 0 is re-run already
+    budget_allows_trial(study, plan)
+    assert budget.reserve == pytest.approx(508 + 200 * MARGIN)
+    budget.start -= 1000 - (508 + 200 * MARGIN + 1.0)  # 1 s more than the reserve is left:
+    assert not budget_allows_trial(study, plan)  # not enough for a first step of 34.5 s
 
 
 def test_a_fixed_final_fit_is_priced_at_the_slowest_rate():

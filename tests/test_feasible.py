@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from search.feasible import CannotRun, available_devices, check, check_grid, why_not
+from search.device import available as available_devices
+from search.feasible import CannotRun, check, check_grid, why_not
 from search.grid import GridError, with_defaults
 
 

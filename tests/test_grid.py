@@ -17,9 +17,8 @@ from search.grid import (
     run_table,
     with_defaults,
 )
+from tests.helpers import RUN_MANAGER
 
-# RunManager's columns, before one per run parameter (the tutorial's results table).
-RUN_MANAGER = ["run", "epoch", "loss", "accuracy", "epoch duration", "run duration"]
 SWEEP = {"lr": [0.01], "batch_size": [1000, 2000], "shuffle": [True, False]}
 
 

@@ -16,8 +16,7 @@ from search.names import file_stem
 from search.run import main
 from search.space import WARM_START
 from tests.conftest import AWKWARD, KILLABLE, QUICK
-from tests.helpers import cli_command, kill_mid_trial, load, start, states
-from tests.test_grid import RUN_MANAGER
+from tests.helpers import RUN_MANAGER, cli_command, kill_mid_trial, load, start, states
 
 
 def test_help_is_the_documentation():

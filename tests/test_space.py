@@ -6,10 +6,10 @@ import optuna
 import pytest
 
 from models import CNNConfig, MLPConfig, SeedNetConfig
+from search.params import BATCH_SIZES as DEVICE_BATCH_SIZES
+from search.params import CHANNELS as DEVICE_CHANNELS
 from search.space import (
     ARTICLE,
-    DEVICE_BATCH_SIZES,
-    DEVICE_CHANNELS,
     DEVICE_WARM_START,
     WARM_START,
     model_config,

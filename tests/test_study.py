@@ -9,23 +9,7 @@ import optuna
 from search.run import main
 from search.storage import open_storage
 from tests.conftest import QUICK
-from tests.helpers import load
-
-GOOD = {
-    "lr": 1e-3,
-    "batch_size": 64,
-    "optimizer": "adam",
-    "weight_decay": 1e-6,
-    "schedule": "cosine",
-    "arch": "cnn",
-    "n_layers": 1,
-    "batch_norm": False,
-    "dropout": 0.0,
-    "channels": 16,
-    "head_dim": 128,
-    "head_layers": 1,
-}
-BAD = {**GOOD, "optimizer": "sgd", "momentum": 0.8, "lr": 3e-4}  # the slowest corner of the space
+from tests.helpers import BAD, GOOD, load
 
 
 def prepared(name: str, trials: list[dict]) -> optuna.Study:
@@ -70,7 +54,7 @@ def test_a_worker_stops_when_trial_after_trial_cannot_run(tmp_path):
     """Configurations that cannot run end FAIL and the study goes on, but not forever."""
     from search.feasible import CannotRun
     from search.storage import FileLock
-    from search.study import CANNOT_RUN_STREAK, StudyPlan, run_trials
+    from search.study import CANNOT_RUN_STREAK, Ended, Stop, StudyPlan, run_trials
 
     def objective(trial: optuna.Trial) -> float:
         trial.suggest_float("x", 0, 1)
@@ -80,7 +64,7 @@ def test_a_worker_stops_when_trial_after_trial_cannot_run(tmp_path):
     study = optuna.create_study()
     lock = FileLock(tmp_path / "lock")
     stopped = run_trials(study, objective, StudyPlan(target=5), lock)
-    assert stopped == "cannot run: no full batch"
+    assert stopped == Stop(Ended.CANNOT_RUN, "no full batch")
     assert [t.state.name for t in study.trials] == ["FAIL"] * CANNOT_RUN_STREAK
 
 

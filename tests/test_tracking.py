@@ -21,8 +21,7 @@ from mlflow import MlflowClient
 from data import CLASSES
 from search.run import main
 from tests.conftest import QUICK, THREADS
-from tests.helpers import CHROMIUM, CHROMIUM_FLAGS, forked, load, serving, wait_http
-from tests.test_study import BAD, GOOD
+from tests.helpers import BAD, CHROMIUM, CHROMIUM_FLAGS, GOOD, forked, load, serving, wait_http
 
 TRACKED = [a for a in QUICK if a != "--no-mlflow"]
 

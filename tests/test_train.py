@@ -180,3 +180,16 @@ def test_cuda_training_runs(raw):
     config = TrainConfig(epochs=1, augment=True, schedule="onecycle")
     _, result = fit(splits, CNNConfig(n_layers=2, channels=8), config)
     assert result.history[0].val_accuracy > 0.3
+
+
+def test_the_cost_of_an_image_is_measured_without_touching_the_callers_random_state(small_splits):
+    from models import CNNConfig
+    from search.train import seconds_per_image
+
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    config = TrainConfig(optimizer="adam", lr=1e-3, batch_size=64)
+    seconds = seconds_per_image(CNNConfig(n_layers=1, channels=4), config, small_splits.train)
+    assert torch.equal(torch.rand(3), expected)
+    assert 0 < seconds < 0.05  # a small network: well under a millisecond an image

@@ -1,0 +1,61 @@
+"""What a run has opened, in one object: ``Run``.
+
+``search.run.main`` reads as prepare -> search -> finish -> report. ``prepare`` checks every
+input and builds the ``Run`` (config, inputs, storage, steps, tracking, budget); opening the
+study fills in the rest (claim lock, study, plan, artifact store, progress, objective); every
+later step takes the ``Run`` instead of a list of its parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from data import Splits
+from search.budget import END_SECONDS, END_SECONDS_UNTRACKED, Budget
+from search.config import RunConfig
+
+if TYPE_CHECKING:  # only for the annotations: none of these is needed to build a Run
+    import optuna
+
+    from search.objective import Objective
+    from search.progress import Progress
+    from search.storage import Lock
+    from search.study import StudyPlan
+    from search.tracking import Tracking
+
+
+@dataclass
+class Inputs:
+    """What the run works on, all checked before anything was written."""
+
+    grid: dict[str, list] | None
+    device: torch.device
+    splits: Splits
+
+
+@dataclass
+class Run:
+    config: RunConfig
+    inputs: Inputs
+    storage: Any  # an Optuna storage, opened
+    steps: int  # reports per trial
+    tracking: Tracking | None  # None with --no-mlflow
+    budget: Budget  # from the process's start (a --workers child: the supervisor's deadline)
+    lock: Lock | None = None  # the storage's claim lock
+    study: optuna.Study | None = None
+    plan: StudyPlan | None = None
+    store: Any = None  # the Optuna artifact store (pictures for optuna-dashboard)
+    progress: Progress | None = None  # None in a --workers child
+    objective: Objective | None = None
+
+    @property
+    def splits(self) -> Splits:
+        return self.inputs.splits
+
+    @property
+    def end_seconds(self) -> float:
+        """Kept for the end of the run: evaluation, pictures, and with MLflow registering."""
+        return END_SECONDS if self.tracking is not None else END_SECONDS_UNTRACKED

@@ -1,0 +1,104 @@
+"""search/report.py: what a person reads at the end, from an in-memory study."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from search.config import RunConfig, StudyConfig
+from search.report import ended_by, state_counts, summary_of
+from search.study import Ended, Stop
+from search.winner import Candidate, Choice
+
+CONFIG = RunConfig(study=StudyConfig(trials=50, budget=600.0, timeout=30.0))
+
+
+@pytest.mark.parametrize(
+    "stop, words",
+    [
+        (Stop(Ended.DONE), "ended by --trials 50"),
+        (Stop(Ended.BUDGET), "ended by --budget 600 s: no time for another trial"),
+        (Stop(Ended.TIMEOUT), "ended by --timeout 30 s"),
+        (Stop(Ended.INTERRUPTED), "interrupted"),
+        (Stop(Ended.WORKER_FAILED, "exit 3"), "worker failed (exit 3)"),
+        (
+            Stop(Ended.CANNOT_RUN, "no CUDA"),
+            "stopped: 20 trials in a row could not run (no CUDA)",
+        ),
+    ],
+)
+def test_what_ended_the_study_is_said_in_the_words_of_its_flag(stop, words):
+    assert ended_by(stop, CONFIG) == words
+
+
+def test_a_grid_says_it_is_done_and_each_stop_has_its_exit_status():
+    grid = replace(CONFIG, study=replace(CONFIG.study, grid="sweep.json"))
+    assert ended_by(Stop(Ended.DONE), grid) == "grid done"
+    statuses = {why: Stop(why).exit_status for why in Ended}
+    assert statuses == {
+        Ended.DONE: 0,
+        Ended.BUDGET: 0,
+        Ended.TIMEOUT: 0,
+        Ended.INTERRUPTED: 130,
+        Ended.CANNOT_RUN: 1,
+        Ended.WORKER_FAILED: 1,
+    }
+
+
+@dataclass
+class Outcome:  # what search.run hands over, as a stand-in of its Outcome
+    files: list[Path] = field(default_factory=list)
+    choice: Choice | None = None
+    best: object = None
+    test_accuracy: float | None = None
+    note: str = ""
+
+
+def study_of(values: list[float | None]) -> optuna.Study:
+    study = optuna.create_study(direction="maximize")
+    dist = {"lr": FloatDistribution(1e-4, 1.0, log=True)}
+    for i, value in enumerate(values):
+        state = TrialState.COMPLETE if value is not None else TrialState.PRUNED
+        study.add_trial(
+            create_trial(
+                value=value,
+                state=state,
+                params={"lr": 0.01 * (i + 1)},
+                distributions=dist,
+                intermediate_values={1: 0.5} if value is None else None,
+            )
+        )
+    return study
+
+
+def test_the_summary_names_the_best_trial_the_winner_and_the_champion():
+    study = study_of([0.90, 0.92, None, 0.91])
+    winner = study.trials[3]
+    choice = Choice(Candidate(3, (0.91, 0.915)), (Candidate(1, (0.92, 0.90)),))
+    outcome = Outcome(
+        [Path("t.csv")], choice, winner, 0.9321, "(final fit of trial #3: 8 epochs, 60 s)"
+    )
+    lines = summary_of(CONFIG, study, Stop(Ended.BUDGET), 123.4, outcome, "MLflow: off").lines()
+    assert lines[0] == (
+        "study 'fashion-mnist': 3 complete, 1 pruned, 0 failed "
+        "(ended by --budget 600 s: no time for another trial; 123 s this run)"
+    )
+    assert lines[1] == "best trial #1: val_accuracy 0.9200"
+    assert lines[2] == "winner: trial #3 chosen over #1 (val 0.9125 +- 0.0035 over 2 runs)"
+    assert lines[3] == "winner's params: lr=0.04"
+    assert lines[4] == (
+        "test_accuracy (held-out 10,000 images): 0.9321 (final fit of trial #3: 8 epochs, 60 s)"
+    )
+    assert lines[-2:] == ["MLflow: off", "saved: t.csv"]
+
+
+def test_a_study_without_a_complete_trial_says_so():
+    study = study_of([None])
+    lines = summary_of(CONFIG, study, Stop(Ended.DONE), 1.0, Outcome(), "").lines()
+    assert lines[1] == "no trial has completed yet: nothing to evaluate"
+    assert state_counts(study) == {"PRUNED": 1}
