@@ -32,6 +32,9 @@ from optuna.trial import TrialState
 END_SECONDS = 16.0
 END_SECONDS_UNTRACKED = 10.0
 MARGIN = 1.15  # estimates from other trials are rough: a busy CPU or a bigger batch
+# A final fit's epoch is timed on its own network (train.seconds_per_image): 5% covers the noise
+# of 20 timed batches.
+FIT_MARGIN = 1.05
 # The final fit's share of a --budget (measured: docs/measured.md, "The budget's split").
 FINAL_SHARE = 0.5
 UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -98,18 +101,19 @@ def final_epochs_that_fit(
     wanted: int | None,
     left: float,
     end_seconds: float = END_SECONDS,
-    extra: Callable[[int], float] = lambda epochs: 0.0,
-) -> int:
-    """How many final-fit epochs end before the deadline: at most ``wanted`` (``None``: as many
-    as fit); 0 if none does (then the best trial's own weights are the champion). ``extra``
-    gives the seconds a run of that length adds to each epoch (augmentation switches on with
-    length)."""
+    extra: Callable[[float], float] = lambda epochs: 0.0,
+    margin: float = MARGIN,
+) -> float:
+    """How many final-fit epochs end before the deadline, in tenths: at most ``wanted``
+    (``None``: as many as fit); 0 if not even one does (then the winner's own weights are the
+    champion). ``extra`` gives the seconds a run of that length adds to each epoch
+    (augmentation switches on with length); ``margin`` is kept on the estimate."""
     if per_epoch <= 0:
         return wanted or 0
     room = left - end_seconds
-    epochs = max(0, int(room / (per_epoch * MARGIN)))
+    epochs = max(0.0, math.floor(room / (per_epoch * margin) * 10) / 10)
     if wanted is not None:
         epochs = min(wanted, epochs)
-    while epochs > 0 and epochs * (per_epoch + extra(epochs)) * MARGIN > room:
-        epochs -= 1
-    return epochs
+    while epochs >= 1 and epochs * (per_epoch + extra(epochs)) * margin > room:
+        epochs = round(epochs - 0.1, 1)
+    return epochs if epochs >= 1 else 0

@@ -23,7 +23,7 @@ from torch import nn
 from data import Splits
 from models import build_model
 from search import recipe
-from search.budget import Budget, final_epochs_that_fit
+from search.budget import FIT_MARGIN, MARGIN, Budget, final_epochs_that_fit
 from search.objective import BestWeights
 from search.space import TrialSpec, spec_from_params
 from search.train import StepMetrics, fit, seconds_per_image
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 class Champion:
     model: nn.Module  # takes normalized images, on the splits' device
     note: str  # how it was obtained, for the summary
-    final_epochs: int = 0  # of the final fit, 0 when there was none
+    final_epochs: float = 0  # of the final fit, 0 when there was none
 
 
 def full_params(trial: optuna.trial.FrozenTrial) -> dict:
@@ -50,7 +50,7 @@ def trial_spec(trial: optuna.trial.FrozenTrial, epochs: int, seed: int) -> Trial
     return spec_from_params(full_params(trial), epochs, seed + trial.number, steps)
 
 
-def final_spec(trial: optuna.trial.FrozenTrial, epochs: int, seed: int) -> TrialSpec:
+def final_spec(trial: optuna.trial.FrozenTrial, epochs: float, seed: int) -> TrialSpec:
     """What the final fit of ``trial`` trains: its params plus the regularizers of a run of
     ``epochs`` (``search.recipe``), from the trial's seed, one report per epoch."""
     params = recipe.with_length(full_params(trial), epochs)
@@ -77,7 +77,7 @@ def epochs_that_fit(
     budget: Budget,
     end: float,
     measured: bool = True,
-) -> int:
+) -> float:
     """``wanted`` final epochs (``None``: as many as the budget holds), or fewer if the budget
     cannot hold them (0: none fit). ``measured``: the epoch's cost is timed here on a few
     batches of the winner's network (a trial's own rate includes its validation and the first
@@ -95,7 +95,7 @@ def epochs_that_fit(
         per_epoch = seconds / max(1, images) * labelled
     augmenting: list[float] = []  # crop and flip's cost here, timed once if a length needs it
 
-    def extra(epochs: int) -> float:
+    def extra(epochs: float) -> float:
         if not recipe.by_length(epochs)["augment"]:
             return 0.0
         if not augmenting:
@@ -103,7 +103,8 @@ def epochs_that_fit(
             augmenting.append(recipe.augment_seconds(splits.train[0], batch) * labelled)
         return augmenting[0]
 
-    return final_epochs_that_fit(per_epoch, wanted, budget.left(), end, extra)
+    margin = FIT_MARGIN if measured else MARGIN
+    return final_epochs_that_fit(per_epoch, wanted, budget.left(), end, extra, margin)
 
 
 def fitted(
@@ -118,7 +119,7 @@ def fitted(
     epochs = spec.train.epochs
     cut = f" of {wanted} (--budget)" if wanted is not None and epochs < wanted else ""
     note = (
-        f"(final fit of trial #{trial_number}: {epochs}{cut} epochs on train + validation"
+        f"(final fit of trial #{trial_number}: {epochs:g}{cut} epochs on train + validation"
         f"{recipe_words(spec)}, {time.perf_counter() - start:.0f} s)"
     )
     return Champion(model, note, epochs)
@@ -199,7 +200,7 @@ def _own_weights(run: Run, best: optuna.trial.FrozenTrial, wanted: int | None) -
 
 
 def _final_fit(
-    run: Run, best: optuna.trial.FrozenTrial, epochs: int, wanted: int | None
+    run: Run, best: optuna.trial.FrozenTrial, epochs: float, wanted: int | None
 ) -> Champion:
     spec = final_spec(best, epochs, run.config.study.seed)
     runs = run.tracking.runs if run.tracking is not None else None

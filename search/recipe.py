@@ -24,7 +24,7 @@ SMOOTH_FROM = 10
 LABEL_SMOOTHING = 0.1  # the usual value
 
 
-def by_length(epochs: int) -> dict[str, Any]:
+def by_length(epochs: float) -> dict[str, Any]:
     """The regularizers a run of ``epochs`` trains with."""
     return {
         "augment": epochs >= AUGMENT_FROM,
@@ -32,7 +32,7 @@ def by_length(epochs: int) -> dict[str, Any]:
     }
 
 
-def with_length(params: dict[str, Any], epochs: int) -> dict[str, Any]:
+def with_length(params: dict[str, Any], epochs: float) -> dict[str, Any]:
     """``params`` plus what its length adds; what ``params`` names itself stays."""
     return {**by_length(epochs), **params}
 

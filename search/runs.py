@@ -134,8 +134,8 @@ class RunLogger:
         self.client.log_metric(run_id, "val_accuracy", value)
         self.client.set_terminated(run_id, "FINISHED")
 
-    def start_final(self, trial_number: int, params: dict, epochs: int) -> None:
-        params = {**params, "final_epochs": epochs}
+    def start_final(self, trial_number: int, params: dict, epochs: float) -> None:
+        params = {**params, "final_epochs": f"{epochs:g}"}  # tenths under --budget
         self.final_id = self._child("final-fit", {"source_trial": str(trial_number)}, params)
 
     def log_final_epoch(self, m: StepMetrics) -> None:

@@ -47,7 +47,7 @@ class TrainConfig:
     momentum: float = 0.9  # the article's SGD momentum; ignored by the other optimizers
     weight_decay: float = 0.0
     batch_size: int = 64  # the article's batch size
-    epochs: int = 5  # the article trains 5 epochs
+    epochs: float = 5  # the article trains 5; a final fit under --budget may stop mid-epoch
     schedule: str = "constant"  # the article keeps the rate fixed
     augment: bool = False  # random crop (+-2 px) and horizontal flip, on the device
     label_smoothing: float = 0.0  # cross-entropy's target smoothing (0.1 is the usual value)
@@ -196,9 +196,10 @@ def seconds_per_image(
 
 
 def step_ends(config: TrainConfig, batches_per_epoch: int) -> list[int]:
-    """The batch counts after which each step ends: equal shares of the whole budget."""
-    total = config.epochs * batches_per_epoch
-    steps = min(config.steps or config.epochs, total)
+    """The batch counts after which each step ends: equal shares of the whole budget (one a
+    started epoch when ``steps`` is None)."""
+    total = max(1, round(config.epochs * batches_per_epoch))
+    steps = min(config.steps or math.ceil(config.epochs), total)
     return [round(total * (k + 1) / steps) for k in range(steps)]
 
 

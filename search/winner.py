@@ -89,7 +89,7 @@ class Choice:
 
 
 def top_trials(
-    study: optuna.Study, k: int, final_epochs: Callable[[FrozenTrial], int] | None = None
+    study: optuna.Study, k: int, final_epochs: Callable[[FrozenTrial], float] | None = None
 ) -> list[FrozenTrial]:
     """The ``k`` best complete trials, best first (ties: the earlier trial). With
     ``final_epochs`` (under --budget), only those whose final fit would get at least
@@ -126,7 +126,7 @@ class Reruns:
     budget: Budget
     on_start: Callable[[FrozenTrial], None] | None = None
     on_rerun: Callable[[FrozenTrial, int, float, float], None] | None = None
-    final_epochs: Callable[[FrozenTrial], int] | None = None  # under --budget: what would fit
+    final_epochs: Callable[[FrozenTrial], float] | None = None  # under --budget: what fits
 
 
 def choose(study: optuna.Study, k: int, how: Reruns) -> Choice | None:
@@ -172,7 +172,7 @@ def for_run(run: Run) -> Choice | None:
         if tracking is not None:
             tracking.runs.log_rerun(trial.number, champion.full_params(trial), seed, value)
 
-    def final_epochs(trial: FrozenTrial) -> int:  # what its final fit would get of what is left
+    def final_epochs(trial: FrozenTrial) -> float:  # what its final fit would get of the rest
         left = Budget(run.budget.left())
         return champion.epochs_that_fit(trial, splits, None, left, run.end_seconds, measured=False)
 

@@ -43,16 +43,17 @@ def test_the_deadline_counts_from_the_start_and_keeps_the_reserve():
 
 
 def test_final_epochs_fill_what_is_left_or_stop_at_what_is_wanted():
-    # 10 s per epoch, 100 s left, 10 kept for the end: 90 / (10 * MARGIN) epochs.
-    assert final_epochs_that_fit(10.0, None, 100.0, 10.0) == int(90 / (10 * MARGIN))
+    # 10 s per epoch, 100 s left, 10 kept for the end: 90 / (10 * MARGIN) epochs, in tenths.
+    assert final_epochs_that_fit(10.0, None, 100.0, 10.0) == 7.8  # 7.83
+    assert final_epochs_that_fit(10.0, None, 100.0, 10.0, margin=1.0) == 9.0
     assert final_epochs_that_fit(10.0, 3, 100.0, 10.0) == 3
-    assert final_epochs_that_fit(10.0, 5, 15.0, 10.0) == 0  # none fits: the trial's weights
+    assert final_epochs_that_fit(10.0, 5, 15.0, 10.0) == 0  # under one epoch: the trial's own
 
     # Epochs that cost more from some length on (augmentation) are counted at that cost.
     def dearer(switch: int) -> int:
         return final_epochs_that_fit(1.0, None, 1010.0, 10.0, lambda e: 1.0 if e > switch else 0)
 
-    assert dearer(100) == int(1000 / (2 * MARGIN))  # all 434 at the doubled cost
+    assert dearer(100) == 434.7  # all at the doubled cost: 1000 / (2 * 1.15)
     assert dearer(500) == 500  # 500 plain epochs fit; none of the dearer ones does
 
 
