@@ -16,7 +16,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from tests.helpers import CHROMIUM, CHROMIUM_FLAGS, serving
+from search.viewers import CHROMIUM, CHROMIUM_FLAGS, serving
 
 DOCS = Path(__file__).resolve().parent
 

@@ -34,6 +34,7 @@ class Inputs:
     grid: dict[str, list] | None
     device: torch.device
     splits: Splits
+    command: str = ""  # as typed, secrets masked: a new study records what created it
 
 
 @dataclass

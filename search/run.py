@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shlex
 import signal
 import sys
 import time
@@ -111,6 +112,7 @@ def prepare(argv: list[str] | None, started: float) -> Run:
     MLflow's parent run started."""
     config = parse_args(argv, __doc__)
     inputs = check_inputs(config)
+    inputs.command = command_line(sys.argv[1:] if argv is None else argv)
     storage = open_storage(config.study.storage, heartbeat_interval=config.workers.heartbeat)
     steps = trial_steps(config, len(inputs.splits.train[1]))
     check_resume(storage, config.study.name, config.training.epochs, steps)
@@ -136,6 +138,18 @@ def check_inputs(config: RunConfig) -> Inputs:
     if grid is not None:  # a value that can never run here (device, batch vs. data) is refused
         check_grid(grid, len(splits.train[1]), config.study.grid)
     return Inputs(grid, device, splits)
+
+
+def command_line(argv: list[str]) -> str:
+    """The command as a person would retype it, every URL's password masked
+    (``--storage=URL`` too)."""
+    masked = [
+        f"{a.partition('=')[0]}={mask_url(a.partition('=')[2])}"
+        if a.startswith("--") and "=" in a
+        else mask_url(a)
+        for a in argv
+    ]
+    return shlex.join(["python", "-m", "search.run", *masked])
 
 
 def mlflow_default_uri() -> str:
@@ -171,6 +185,7 @@ def open_run(run: Run) -> None:
     run.lock = claim_lock(run.storage, config.study.storage, config.study.name)
     space, images = space_name(run.inputs.device.type), len(run.splits.train[1])
     settings = study_settings(config.study, config.training.epochs, run.steps, images, space)
+    settings["command"] = run.inputs.command
     with run.lock:
         run.study = open_study(config.study, run.storage, settings, config.workers.worker)
     run.plan = plan_for(config, run.splits, run.inputs.grid, run.budget, run.end_seconds)

@@ -264,7 +264,8 @@ def open_study(config: StudyConfig, storage, settings: dict, worker: bool = Fals
     """Create or resume ``config.name``: its value named ``val_accuracy`` (older studies too),
     the pruner over ``settings["steps"]``, a sampler seeded past the trials it already has (a
     resumed study must not replay the first seeded samples, optuna#3255), ``settings`` (mode,
-    epochs, steps, what a step is, space) recorded once, and for a new search-mode study the
+    epochs, steps, what a step is, space, and the command that created it; an older study
+    records the first command that resumes it) recorded once, and for a new search-mode study the
     warm-start trial (the incumbent is never worse than the fixed recipe it is)."""
     study = optuna.create_study(
         study_name=config.name,

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from data import locate_data_dir, make_splits, read_raw
-from tests.helpers import Launched, cli, in_process, launching
+from search.viewers import Launched, launching
+from tests.helpers import cli, in_process
 
 # pytest-xdist runs N test processes at once: each gives torch its share of the cores, or
 # their OpenMP threads outnumber the cores and spin against each other.

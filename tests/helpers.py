@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
 import io
 import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -42,12 +38,6 @@ BAD = {**GOOD, "optimizer": "sgd", "momentum": 0.8, "lr": 3e-4}  # the slowest c
 RUN_MANAGER = ["run", "epoch", "loss", "accuracy", "epoch duration", "run duration"]
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by set-up
-# Headless Chromium as root in a closed network: no sandbox, no GPU, no calls home.
-CHROMIUM_FLAGS = (
-    "--no-sandbox --disable-gpu --disable-background-networking --disable-component-update "
-    "--disable-sync --no-first-run"
-).split()
 
 
 def cli_command(args: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -185,81 +175,6 @@ def forked(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.Complet
     done = subprocess.CompletedProcess(args, run.returncode, out, err)
     done.seconds = time.monotonic() - run.started
     return done
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclasses.dataclass
-class Launched:
-    """A server process started by ``launching`` and the base URL it will answer on."""
-
-    base: str
-    ready_path: str
-    process: subprocess.Popen | None = None
-    timeout: float = 120
-
-    def ready(self) -> str:
-        """Wait until the server answers, and return its base URL."""
-        wait_http(self.base + self.ready_path, timeout=self.timeout, process=self.process)
-        return self.base
-
-
-@contextlib.contextmanager
-def launching(
-    program: str,
-    args: list[str],
-    ready: str,
-    cwd: Path | None = None,
-    env: dict | None = None,
-    timeout: float = 120,
-) -> Iterator[Launched]:
-    """``program`` (a command of this venv: mlflow, optuna-dashboard) with ``args``, on a free
-    port of 127.0.0.1, until the block ends. Yields at once, while the server starts and
-    others work; ``.ready()`` waits until ``ready`` (a path) answers."""
-    port = free_port()
-    command = [
-        str(Path(sys.executable).with_name(program)),
-        *args,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    proc = subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        yield Launched(f"http://127.0.0.1:{port}", ready, proc, timeout)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-@contextlib.contextmanager
-def serving(program: str, args: list[str], ready: str, **options) -> Iterator[str]:
-    """``launching``, once ``ready`` answers: yields the base URL."""
-    with launching(program, args, ready, **options) as server:
-        yield server.ready()
-
-
-def wait_http(url: str, timeout: float = 60.0, process=None) -> bytes:
-    """Poll ``url`` until it answers 200 (a server starting up), or fail with the reason."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode} before answering {url}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.read()
-        except OSError as exc:
-            last = exc
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer within {timeout} s: {last}")
 
 
 def load(storage: str, name: str) -> optuna.Study:

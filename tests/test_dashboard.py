@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from search.viewers import serving, wait_http
 from tests.conftest import AWKWARD
-from tests.helpers import serving, wait_http
 
 
 def test_dashboard_serves_study_trials_and_intermediate_values(finished):

@@ -19,6 +19,16 @@ from tests.conftest import AWKWARD, KILLABLE, QUICK
 from tests.helpers import RUN_MANAGER, cli_command, kill_mid_trial, load, start, states
 
 
+def test_the_command_line_is_recorded_with_passwords_masked():
+    from search.run import command_line
+
+    url = "postgresql://u:secret@127.0.0.1/db?password=secret2"
+    line = command_line(["--storage", url, f"--tracking-uri={url}", "--study", "a b"])
+    assert line.startswith("python -m search.run --storage 'postgresql://u:***@127.0.0.1/db")
+    assert "--tracking-uri=postgresql://u:***@" in line and "'a b'" in line
+    assert "secret" not in line
+
+
 def test_help_is_the_documentation():
     command, env = cli_command(["--help"])
     helped = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
@@ -62,6 +72,8 @@ def test_a_new_study_starts_with_the_article_cnn_and_reports_sub_epoch_steps(fin
     gpu = __import__("torch").cuda.is_available()  # --device auto
     assert study.user_attrs["space"] == ("cuda" if gpu else "cpu")  # a resume keeps it
     assert study.user_attrs["opened"] == 2  # the run and the resume, each its sampler seed
+    # The command that created the study, not the resume's (which asked for 3 trials).
+    assert study.user_attrs["command"].startswith("python -m search.run --trials 2 ")
     assert sum(t.params == WARM_START for t in trials) == 1, "a resume is not warm-started"
     for trial in trials:
         steps = sorted(trial.intermediate_values)

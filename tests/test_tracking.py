@@ -21,8 +21,9 @@ from mlflow import MlflowClient
 
 from data import CLASSES
 from search.run import main
+from search.viewers import CHROMIUM, CHROMIUM_FLAGS, serving, wait_http
 from tests.conftest import QUICK, THREADS
-from tests.helpers import BAD, CHROMIUM, CHROMIUM_FLAGS, GOOD, forked, load, serving, wait_http
+from tests.helpers import BAD, GOOD, forked, load
 
 TRACKED = [a for a in QUICK if a != "--no-mlflow"]
 
