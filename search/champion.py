@@ -181,7 +181,10 @@ def _registered(run: Run, best: optuna.trial.FrozenTrial) -> Champion | None:
     version = run.tracking.registry.is_champion(run.study.study_name, best.number)
     if version is None:
         return None
-    model = network_of(run.tracking.registry.load(version)).to(run.splits.device)
+    shipped = run.tracking.registry.load(version)
+    if shipped is None:  # MLflow failed on the way: fit it again
+        return None
+    model = network_of(shipped).to(run.splits.device)
     note = f"(registered champion version {version.version}, fitted by an earlier run: no new "
     return Champion(model, note + "final fit)")
 

@@ -186,4 +186,6 @@ def ended_by(stop: Stop, config: RunConfig) -> str:
         return f"stopped: {CANNOT_RUN_STREAK} trials in a row could not run ({stop.detail})"
     if why is Ended.WORKER_FAILED:
         return f"worker failed ({stop.detail})"
+    if why is Ended.INTERRUPTED and stop.detail:
+        return f"interrupted {stop.detail}: the same command finishes the job"
     return why.value

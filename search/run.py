@@ -15,7 +15,8 @@ held-out test set and registered in MLflow.
 
 Re-running with the same --study and --storage resumes: trials are added until the study
 holds --trials finished (COMPLETE or PRUNED) trials. Exit status: 0 done, 2 bad input,
-1 a worker failed or trial after trial could not run on this data, 130 interrupted (Ctrl-C or
+1 a worker failed, trial after trial could not run on this data, or MLflow failed mid-run (the
+study went on; re-running the command logs what MLflow missed), 130 interrupted (Ctrl-C or
 SIGTERM; the running trial is marked and the summary printed).
 """
 
@@ -79,6 +80,7 @@ class Outcome:
     test_accuracy: float | None = None
     note: str = ""  # how the champion was obtained
     registered: str = ""  # the registry's line for the summary
+    stage: str = "the tables"  # where the end of the run is (an interrupt names it)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,13 +96,35 @@ def main(argv: list[str] | None = None) -> int:
     open_run(run)
     if run.config.workers.worker:
         return work(run)
-    start = time.perf_counter()
-    stop = search(run)
-    with held_stderr():  # MLflow narrates registering; the summary says it in one line
-        outcome = finish(run)
-    close_run(run, stop)
+    start, outcome = time.perf_counter(), Outcome()
+    # SIGTERM is Ctrl-C from here to the summary: a signal at any moment ends every MLflow run
+    # this process opened (KILLED) and prints what finished; the same command finishes the job.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        stop = search(run)
+        if stop.why is not Ended.INTERRUPTED:
+            stop = finish_or_interrupted(run, outcome, stop)
+        close_run(run, stop)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print("\n".join(summary(run, outcome, stop, time.perf_counter() - start).lines()))
-    return stop.exit_status
+    return exit_status(run, stop)
+
+
+def finish_or_interrupted(run: Run, outcome: Outcome, stop: Stop) -> Stop:
+    """``finish``, and why the trials stopped; interrupted, the stage it was at."""
+    try:
+        with held_stderr():  # MLflow narrates registering; the summary says it in one line
+            finish(run, outcome)
+    except KeyboardInterrupt:
+        return Stop(Ended.INTERRUPTED, f"during {outcome.stage}")
+    return stop
+
+
+def exit_status(run: Run, stop: Stop) -> int:
+    """The study's own status; 1 if it ended well but MLflow missed part of it."""
+    lost = run.tracking is not None and run.tracking.health.lost
+    return 1 if lost and stop.exit_status == 0 else stop.exit_status
 
 
 # --- 1. prepare: every input checked before anything is written -------------------------------
@@ -188,6 +212,8 @@ def open_run(run: Run) -> None:
     settings["command"] = run.inputs.command
     with run.lock:
         run.study = open_study(config.study, run.storage, settings, config.workers.worker)
+    if run.tracking is not None and not config.workers.worker:
+        catch_up(run)
     run.plan = plan_for(config, run.splits, run.inputs.grid, run.budget, run.end_seconds)
     run.store = open_store(artifact_dir(config))
     hooks = trial_hooks(run)
@@ -196,6 +222,15 @@ def open_run(run: Run) -> None:
         run.progress = Progress(total_trials(run), done, run.steps, config.output.quiet)
         hooks.append(run.progress)
     run.objective = objective(run, hooks)
+
+
+def catch_up(run: Run) -> None:
+    """The study's finished trials that MLflow missed (its server was down, or an earlier run
+    had --no-mlflow), logged now from the study's record, said in one line."""
+    logged = run.tracking.runs.backfill(run.study)
+    if logged and not run.config.output.quiet:
+        numbers = ", ".join(f"#{n}" for n in logged[:10]) + (", ..." if len(logged) > 10 else "")
+        print(f"MLflow: logged {len(logged)} trial(s) it had missed ({numbers})")
 
 
 def artifact_dir(config: RunConfig) -> Path:
@@ -243,14 +278,11 @@ def search(run: Run) -> Stop:
     total = total_trials(run)
     left = run.config.workers.workers if total is None else total - finished(run)
     count = workers_to_start(run, left)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         with held_stderr() if run.config.output.quiet else contextlib.nullcontext():
             stop = supervised(run, count) if run.config.workers.workers > 1 else local(run)
     except KeyboardInterrupt:
         stop = Stop(Ended.INTERRUPTED)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if stop.why is Ended.DONE and total is not None and finished(run) < total:
         # Workers stop on their own timeout or budget; they exit 0 all the same.
         study = run.config.study
@@ -334,22 +366,23 @@ def _raise_interrupt(signum, frame) -> None:
 # --- 3. finish: the winner, the champion, its test accuracy, its registration ----------------
 
 
-def finish(run: Run) -> Outcome:
+def finish(run: Run, outcome: Outcome) -> None:
     """Tables, then (if a trial completed) the winner, the champion, its test accuracy, its
-    pictures in Optuna and MLflow, and its registration."""
-    outcome = Outcome(files=save_tables(run.study, run.inputs.grid, run.config))
+    pictures in Optuna and MLflow, and its registration; ``outcome.stage`` says where it is."""
+    outcome.files = save_tables(run.study, run.inputs.grid, run.config)
+    outcome.stage = "the re-runs of the top trials"
     outcome.choice = winner.for_run(run)
     if outcome.choice is not None:
         crown(run, outcome)
     elif run.tracking is not None:
         run.tracking.runs.log_results({}, files=outcome.files)
-    return outcome
 
 
 def close_run(run: Run, stop: Stop) -> None:
     """The progress bar's last line; every MLflow run this process opened, ended."""
     run.progress.close()
     if run.tracking is not None:
+        run.tracking.runs.end_final_killed()
         run.tracking.runs.end_orphans(run.study)
         run.tracking.runs.end_parent("KILLED" if stop.why is Ended.INTERRUPTED else "FINISHED")
 
@@ -358,10 +391,13 @@ def crown(run: Run, outcome: Outcome) -> None:
     """The winner's champion, scored once on the test set, pictured, and registered."""
     study, splits, tracking = run.study, run.splits, run.tracking
     best = outcome.best = next(t for t in study.trials if t.number == outcome.choice.winner.number)
+    outcome.stage = "the final fit"
     chosen = champion.choose(run, best)
+    outcome.stage = "the test evaluation"
     _, outcome.test_accuracy, predicted = evaluate_and_predict(chosen.model, *splits.test)
     outcome.note = chosen.note
     study.set_user_attr("test_accuracy", {"trial": best.number, "value": outcome.test_accuracy})
+    outcome.stage = "the pictures"
     figures, matrix = pictures(predicted, splits.test, splits.mean, splits.std, "test")
     upload(run.store, study, figures)  # the champion's, on the study's page in optuna-dashboard
     if tracking is not None:
@@ -375,6 +411,7 @@ def crown(run: Run, outcome: Outcome) -> None:
     shipped = standalone(chosen.model, splits.mean, splits.std)
     example = (splits.test[0][:4].cpu() * splits.std + splits.mean).numpy()
     accuracy = outcome.test_accuracy
+    outcome.stage = "the registration"
     with run.lock:  # several workers may end the study together: one registers
         outcome.registered = tracking.register(study, best, shipped, accuracy, example)
 
@@ -387,16 +424,43 @@ def summary(run: Run, outcome: Outcome, stop: Stop, seconds: float) -> Summary:
     return summary_of(run.config, run.study, stop, seconds, outcome, line)
 
 
-def tracking_line(run: Run, registered: str) -> str:
+def tracking_line(run: Run, registered: str | None) -> str:
     if run.tracking is None:
         return "MLflow: off (--no-mlflow): nothing was tracked"
     uri = mask_url(run.tracking.uri)
+    if run.tracking.health.lost:
+        missing = ", ".join(missed_words(run.tracking.health.missed)) or "nothing yet"
+        return (
+            f"MLflow: FAILED {run.tracking.health.lost}\nMLflow is missing: {missing}; "
+            "re-run this command with the server up to log them (exit status 1)"
+        )
     ui = (
         f"open it: mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
         if not uri.startswith("http")
         else f"open it: {uri}"
     )
     return f"MLflow: experiment {run.config.tracking.experiment!r} at {uri}    {ui}\n{registered}"
+
+
+# What each skipped tracking call would have logged, in a person's words.
+MISSED = {
+    "start_trial": "trial runs",
+    "log_step": "trial runs",
+    "end_trial": "trial runs",
+    "save": "the best trial's checkpoint",
+    "log_rerun": "the re-runs",
+    "start_final": "the final fit's run",
+    "log_final_epoch": "the final fit's run",
+    "end_final": "the final fit's run",
+    "log_results": "the results (tables, pictures)",
+    "register": "the champion's registration",
+    "is_champion": "the champion's registration",
+    "end_parent": "the parent run's end",
+}
+
+
+def missed_words(calls: list[str]) -> list[str]:
+    return list(dict.fromkeys(MISSED.get(c, c) for c in calls))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ Layout in the MLflow UI (experiment = ``--experiment``, default the study name):
   under ``results/``, the confusion matrix, per-class accuracy, sample predictions, trials
   table and Optuna plots. Each invocation starts a new parent run (a resumed study gets a
   second one); trials are never logged twice, since each trial runs in exactly one invocation.
+  A trial that MLflow missed (its server was down, or ``--no-mlflow``) is logged by a later
+  invocation from the trial's own record, tagged ``backfilled`` (``RunLogger.backfill``).
 - child run ``trial-<n>`` per trial: params (the search-space names), per-step metrics with
   ``step`` = the Optuna step, ``best_val_accuracy``, tags ``optuna_state`` (COMPLETE, PRUNED,
   FAIL) and ``optuna_trial_number``; the trial holds ``mlflow_run_id``.
@@ -29,6 +31,11 @@ from mlflow.entities import Metric, Param
 
 from search.train import StepMetrics
 
+FINISHED = (
+    optuna.trial.TrialState.COMPLETE,
+    optuna.trial.TrialState.PRUNED,
+    optuna.trial.TrialState.FAIL,
+)
 STEP_METRICS = (
     "epoch",
     "train_loss",
@@ -62,6 +69,15 @@ def _params(values: dict[str, Any]) -> list[Param]:
     return [Param(k, str(v)) for k, v in values.items()]
 
 
+def _trial_tags(t: optuna.trial.FrozenTrial, study: str) -> dict[str, str]:
+    return {"optuna_trial_number": str(t.number), "study": study, "backfilled": "true"}
+
+
+def _all(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """The trial's params, plus those a grid fixed (as ``Objective.params`` logged them)."""
+    return {**t.user_attrs.get("fixed_params", {}), **t.params}
+
+
 class RunLogger:
     """The runs of one invocation under ``parent_id`` (a ``--workers`` child is given its
     supervisor's; anyone else starts its own with ``start_parent``)."""
@@ -71,6 +87,7 @@ class RunLogger:
         self.trials: dict[int, str] = {}  # trial number -> run id, for this process's trials
         self.closed: set[int] = set()  # FAIL trials whose runs are known to be ended
         self.final_id: str | None = None
+        self.final_open = False  # its run started and not yet ended
 
     def start_parent(self, study_name: str, tags: dict[str, str], params: dict) -> None:
         run = self.client.create_run(
@@ -125,6 +142,57 @@ class RunLogger:
                 ended += 1
         return ended
 
+    def backfill(self, study: optuna.Study) -> list[int]:
+        """Finished trials MLflow has no run of, logged now from the trial's own record
+        (params, per-step history, state, times) as children of this invocation; a trial run
+        left RUNNING (its tracking failed mid-trial) gets the steps it missed and is ended.
+        Returns the trial numbers it logged or ended."""
+        logged = self._trial_runs(study.study_name)
+        done = []
+        for t in study.get_trials(deepcopy=False, states=FINISHED):
+            run = logged.get(t.number)
+            if run is None:
+                tags = _trial_tags(t, study.study_name)
+                self._log_trial(t, self._child(f"trial-{t.number}", tags, _all(t)), 0)
+            elif run.info.status == "RUNNING" and t.number not in self.trials:
+                present = self.client.get_metric_history(run.info.run_id, "val_accuracy")
+                self._log_trial(t, run.info.run_id, max((m.step for m in present), default=0))
+            else:
+                continue
+            done.append(t.number)
+        return done
+
+    def _trial_runs(self, study_name: str) -> dict[int, Any]:
+        """This experiment's trial runs of ``study_name``, by trial number."""
+        runs, token = {}, None
+        while True:
+            ids = [self.experiment_id]
+            page = self.client.search_runs(ids, max_results=1000, page_token=token)
+            for run in page:
+                tags = run.data.tags
+                if tags.get("study") == study_name and "optuna_trial_number" in tags:
+                    runs[int(tags["optuna_trial_number"])] = run
+            token = page.token
+            if not token:
+                return runs
+
+    def _log_trial(self, t: optuna.trial.FrozenTrial, run_id: str, after_step: int) -> None:
+        """``t``'s steps past ``after_step``, its value and state; the run ended."""
+        start = t.datetime_start.timestamp() * 1000 if t.datetime_start else _now_ms()
+        metrics, ts = [], start
+        for h in t.user_attrs.get("history", []):
+            ts += h.get("step_seconds", 0) * 1000
+            if h["step"] > after_step:
+                metrics += [Metric(k, float(h[k]), int(ts), h["step"]) for k in STEP_METRICS]
+        if t.value is not None:
+            metrics.append(Metric("best_val_accuracy", t.value, int(ts), 0))
+        for at in range(0, len(metrics), 1000):  # MLflow's limit per batch
+            self.client.log_batch(run_id, metrics=metrics[at : at + 1000])
+        self.client.set_tag(run_id, "optuna_state", t.state.name)
+        end = t.datetime_complete.timestamp() * 1000 if t.datetime_complete else None
+        status = "FAILED" if t.state.name == "FAIL" else "FINISHED"
+        self.client.set_terminated(run_id, status, int(end) if end else None)
+
     # --- the winner's re-runs and the final fit ---------------------------------------------
 
     def log_rerun(self, trial_number: int, params: dict, seed: int, value: float) -> None:
@@ -137,6 +205,7 @@ class RunLogger:
     def start_final(self, trial_number: int, params: dict, epochs: float) -> None:
         params = {**params, "final_epochs": f"{epochs:g}"}  # tenths under --budget
         self.final_id = self._child("final-fit", {"source_trial": str(trial_number)}, params)
+        self.final_open = True
 
     def log_final_epoch(self, m: StepMetrics) -> None:
         ts = _now_ms()
@@ -147,6 +216,13 @@ class RunLogger:
         if self.final_id is not None:
             self.client.log_metric(self.final_id, "test_accuracy", test_accuracy)
             self.client.set_terminated(self.final_id, "FINISHED")
+            self.final_open = False
+
+    def end_final_killed(self) -> None:
+        """A final fit interrupted before its test accuracy: its run ends KILLED."""
+        if self.final_open:
+            self.client.set_terminated(self.final_id, "KILLED")
+            self.final_open = False
 
     # --- the end of the run -----------------------------------------------------------------
 

@@ -2,13 +2,21 @@
 store (``search.checkpoints``) and the registry (``search.registry``) share one
 ``MlflowClient``. ``TrialTracking`` is how they wrap the objective: a trial's run, its
 per-step metrics, and the checkpoint of a trial that beats the study.
+
+The search never waits on tracking: every HTTP call to an MLflow server is bounded (``HTTP``:
+seconds, not MLflow's minutes of back-off), and the first call that fails turns tracking off
+for the rest of the process (``Health``): one line on stderr names the trial, the trials go on
+(the Optuna storage is the record), the summary says what MLflow is missing and the exit
+status is 1. A later run of the study logs the trials MLflow missed (``backfill``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mlflow
 import optuna
@@ -24,6 +32,63 @@ from search.storage import schema_lock
 from search.train import StepMetrics
 from search.urls import TrackingError, first_line, mask_url, sqlite_path
 
+# MLflow's own defaults wait minutes on a dead or hung server (120 s a request, 7 retries with
+# exponential back-off). These bound one call to about 3 x 10 s; a user's own settings win.
+HTTP = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",  # seconds a request may take
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",  # 1 s, then 2 s between the retries
+}
+
+
+@dataclass
+class Health:
+    """Whether MLflow still answers this process: ``lost`` is its first failure, after which
+    every tracking call is skipped."""
+
+    uri: str
+    lost: str = ""
+    trial: int | None = None  # the trial being tracked when it failed
+    missed: list[str] = field(default_factory=list)  # what was not logged, in order
+
+    def fail(self, what: str, exc: BaseException) -> None:
+        where = f"at trial #{self.trial}" if self.trial is not None else f"in {what}"
+        self.lost = f"{where}: {first_line(exc, self.uri)}"
+        line = (
+            f"warning: MLflow at {mask_url(self.uri)} failed {self.lost}; tracking is off for "
+            "the rest of this run, the trials go on (the study keeps them), and re-running the "
+            "study with the server up logs what MLflow missed"
+        )
+        from tqdm import tqdm  # between the progress bar's redraws
+
+        tqdm.write(line, file=sys.__stderr__)
+
+
+class Guarded:
+    """``target`` with each method call skipped (``None``) once ``health`` is lost, and the
+    first exception of a call recorded there instead of raised; attributes pass through."""
+
+    def __init__(self, target: object, health: Health) -> None:
+        self._target, self._health = target, health
+
+    def __getattr__(self, name: str):
+        value = getattr(self._target, name)
+        if not callable(value):
+            return value
+
+        def call(*args, **kwargs):
+            if self._health.lost:
+                self._health.missed.append(name)
+                return None
+            try:
+                return value(*args, **kwargs)
+            except Exception as exc:  # MLflow raises many types, and requests' own
+                self._health.fail(name, exc)
+                self._health.missed.append(name)
+                return None
+
+        return call
+
 
 @dataclass
 class Tracking:
@@ -31,6 +96,7 @@ class Tracking:
     runs: RunLogger
     checkpoints: CheckpointStore
     registry: Registry
+    health: Health
 
     def log_results(self, study: optuna.Study, metrics: dict, files, figures, matrix) -> None:
         """The parent run's results: tables, pictures, per-class accuracy, Optuna's plots."""
@@ -81,6 +147,8 @@ def open_tracking(config: TrackingConfig, parent_run_id: str | None) -> Tracking
     if config.uri:
         # MLflow's model APIs (Model.log, mlflow.pytorch.load_model) read the global URI.
         mlflow.set_tracking_uri(config.uri)
+    for name, value in HTTP.items():
+        os.environ.setdefault(name, value)
     uri = mlflow.get_tracking_uri()
     database = sqlite_path(uri)
     # Processes started together on a fresh mlflow.db would all create and migrate its tables
@@ -90,11 +158,13 @@ def open_tracking(config: TrackingConfig, parent_run_id: str | None) -> Tracking
         client = MlflowClient(uri)
         experiment_id = _retried(lambda: _experiment(client, config.experiment), database)
         _retried(lambda: client.search_registered_models(max_results=1), database)
+    health = Health(uri)
     return Tracking(
         uri=uri,
-        runs=RunLogger(client, experiment_id, parent_run_id),
-        checkpoints=CheckpointStore(client),
-        registry=Registry(client, config.registered_model),
+        runs=Guarded(RunLogger(client, experiment_id, parent_run_id), health),
+        checkpoints=Guarded(CheckpointStore(client), health),
+        registry=Guarded(Registry(client, config.registered_model), health),
+        health=health,
     )
 
 
@@ -128,15 +198,20 @@ class TrialTracking(TrialHooks):
 
     def __init__(self, tracking: Tracking) -> None:
         self.runs, self.checkpoints = tracking.runs, tracking.checkpoints
+        self.health = tracking.health
 
     def started(self, trial: optuna.Trial, params: dict) -> None:
-        trial.set_user_attr("mlflow_run_id", self.runs.start_trial(trial, params))
+        self.health.trial = trial.number
+        run_id = self.runs.start_trial(trial, params)
+        if run_id is not None:
+            trial.set_user_attr("mlflow_run_id", run_id)
 
     def step(self, trial: optuna.Trial, metrics: StepMetrics) -> None:
         self.runs.log_step(trial, metrics)
 
     def ended(self, trial: optuna.Trial, state: str, value: float | None, killed: bool) -> None:
         self.runs.end_trial(trial, state, value, killed)
+        self.health.trial = None
 
     def completed(self, done: Completed) -> None:
         if done.beats_study:

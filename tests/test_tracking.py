@@ -8,8 +8,10 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -22,8 +24,8 @@ from mlflow import MlflowClient
 from data import CLASSES
 from search.run import main
 from search.viewers import CHROMIUM, CHROMIUM_FLAGS, serving, wait_http
-from tests.conftest import QUICK, THREADS
-from tests.helpers import BAD, GOOD, forked, load
+from tests.conftest import KILLABLE, QUICK, THREADS, mlflow_server
+from tests.helpers import BAD, GOOD, cli, forked, load, start
 
 TRACKED = [a for a in QUICK if a != "--no-mlflow"]
 
@@ -402,3 +404,97 @@ def test_dashboard_shows_the_pictures_of_the_best_trial_and_the_champion(searche
         artifact = on_trial["validation_confusion_matrix.png"]["artifact_id"]
         png = wait_http(f"{base}/artifacts/{study_id}/{trial['trial_id']}/{artifact}")
         assert png.startswith(b"\x89PNG")
+
+
+def test_a_tracking_server_that_dies_costs_seconds_and_a_later_run_logs_what_it_missed(tmp_path):
+    """The MLflow server killed after two trials: one warning line, the trials go on, the
+    summary says what MLflow is missing, exit 1 (MLflow's own retries would wait minutes a
+    call; the communicate timeout below is far shorter). The same command with the server back
+    logs the missed trials from the study's record and registers the champion."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    args = [*TRACKED, *KILLABLE, "--trials", "4", "--final-epochs", "1", "--study", "blink"]
+    args += ["--registered-model", "blink-model"]
+    home = tmp_path / "mlflow"
+    home.mkdir()
+    with mlflow_server(home) as server:
+        uri = server.ready()
+        run = start([*args, "--tracking-uri", uri], tmp_path)
+        while sum(s in ("COMPLETE", "PRUNED") for s in _states(storage, "blink")) < 2:
+            assert run.poll() is None, run.stderr.read()
+            time.sleep(0.1)
+    with pytest.raises(OSError):  # the server is gone, not merely one of its workers
+        urllib.request.urlopen(uri + "/health", timeout=5)
+    out, err = run.communicate(timeout=240)
+    assert run.returncode == 1, err
+    warned = [line for line in err.splitlines() if line.startswith("warning: MLflow")]
+    assert len(warned) == 1 and re.search(r"failed (at trial #\d|in \w+)", warned[0]), err
+    assert "Traceback" not in err
+    assert "MLflow is missing: " in out and "re-run this command" in out
+    study = load(storage, "blink")
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 4
+    with mlflow_server(home) as server:
+        uri = server.ready()
+        again = cli([*args, "--tracking-uri", uri], tmp_path)
+        assert again.returncode == 0, again.stderr
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name("blink").experiment_id
+        runs = client.search_runs([experiment], max_results=1000)
+        numbered = [r for r in runs if "optuna_trial_number" in r.data.tags]
+        trial_runs = {r.data.tags["optuna_trial_number"]: r for r in numbered}
+        assert sorted(trial_runs, key=int) == [str(t.number) for t in study.trials]
+        assert any(r.data.tags.get("backfilled") for r in trial_runs.values())
+        for t in study.trials:
+            r = trial_runs[str(t.number)]
+            assert r.info.status != "RUNNING" and r.data.tags["optuna_state"] == t.state.name
+            history = client.get_metric_history(r.info.run_id, "val_accuracy")
+            assert sorted(m.step for m in history) == sorted(t.intermediate_values), t.number
+        champion = client.get_model_version_by_alias("blink-model", "champion")
+        assert champion.tags["study"] == "blink"
+
+
+def _states(storage: str, name: str) -> list[str]:
+    try:
+        return [t.state.name for t in load(storage, name).get_trials()]
+    except KeyError:  # not created yet
+        return []
+
+
+def test_sigterm_during_the_final_fit_ends_every_run_and_the_same_command_finishes(
+    server, tmp_path
+):
+    """SIGTERM once the final fit has logged an epoch: exit 130, the summary names the stage,
+    no MLflow run of this process is left RUNNING (the final fit's and the parent KILLED);
+    the same command then fits and registers the champion."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.create_study(study_name="term", storage=storage, direction="maximize").enqueue_trial(
+        GOOD
+    )
+    args = [*TRACKED, "--trials", "1", "--final-epochs", "12", "--study", "term"]
+    args += ["--registered-model", "term-model", "--tracking-uri", server]
+    client = MlflowClient(server)
+    proc = start(args, tmp_path)
+    while not (fits := _final_fits(client, "term")) or not client.get_metric_history(
+        fits[0].info.run_id, "train_loss"
+    ):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted during the final fit" in out
+    experiment = client.get_experiment_by_name("term").experiment_id
+    runs = client.search_runs([experiment])
+    assert [r.info.status for r in runs if r.info.status == "RUNNING"] == []
+    statuses = {r.info.run_name.split("-")[0]: r.info.status for r in runs}
+    assert statuses["final"] == "KILLED" and statuses["term"] == "KILLED"  # and the parent
+    again = cli(args, tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert client.get_model_version_by_alias("term-model", "champion").tags["study"] == "term"
+
+
+def _final_fits(client: MlflowClient, experiment: str) -> list:
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    runs = client.search_runs([found.experiment_id], "attributes.run_name = 'final-fit'")
+    return [r for r in runs if r.info.status == "RUNNING"]
