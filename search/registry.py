@@ -18,6 +18,7 @@ import torch
 from mlflow import MlflowClient
 
 from data import CLASSES
+from search.ending import me
 from search.packaging import log_champion
 
 ALIAS = "champion"
@@ -74,6 +75,7 @@ class Registry:
             "test_accuracy": test_accuracy,
             "params": json.dumps(best.params),
             "final_fit_run_id": final_run_id or "none (the trial's own weights)",
+            "fitted_by": me(),  # host:pid of the process that ended the study
         }
         for key, value in tags.items():
             self.client.set_model_version_tag(self.name, version, key, str(value))

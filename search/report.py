@@ -105,6 +105,7 @@ class Summary:
     test_images: int = TEST_SIZE
     model_note: str = ""
     winner: str = ""  # search.winner's line: what was chosen over what, and its noise
+    elsewhere: str = ""  # who else is ending the study (search.ending), if not this run
     tracking: str = ""
     files: list[Path] = field(default_factory=list)
 
@@ -131,6 +132,8 @@ class Summary:
                     f"{self.test_accuracy:.4f}"
                 )
                 out.append(f"{test} {self.model_note}")
+            if self.elsewhere:
+                out.append(self.elsewhere)
         out.append(f"study: {self.storage}    open it: optuna-dashboard {self.storage}")
         if self.tracking:
             out.append(self.tracking)
@@ -168,6 +171,7 @@ def summary_of(
         test_images=config.data.test_size,
         model_note=outcome.note,
         winner=outcome.choice.line() if outcome.choice else "",
+        elsewhere=outcome.elsewhere,
         tracking=tracking,
         files=outcome.files,
     )

@@ -36,7 +36,7 @@ import torch
 
 from data import DataError, load_splits
 from models import standalone
-from search import champion, winner
+from search import champion, ending, winner
 from search.artifacts import TrialPictures, close, open_store, pictures, upload
 from search.budget import Budget, process_start
 from search.cli import parse_args
@@ -81,6 +81,7 @@ class Outcome:
     note: str = ""  # how the champion was obtained
     registered: str = ""  # the registry's line for the summary
     stage: str = "the tables"  # where the end of the run is (an interrupt names it)
+    elsewhere: str = ""  # another process holds the end of the study: who
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -370,12 +371,24 @@ def finish(run: Run, outcome: Outcome) -> None:
     """Tables, then (if a trial completed) the winner, the champion, its test accuracy, its
     pictures in Optuna and MLflow, and its registration; ``outcome.stage`` says where it is."""
     outcome.files = save_tables(run.study, run.inputs.grid, run.config)
-    outcome.stage = "the re-runs of the top trials"
-    outcome.choice = winner.for_run(run)
-    if outcome.choice is not None:
-        crown(run, outcome)
-    elif run.tracking is not None:
-        run.tracking.runs.log_results({}, files=outcome.files)
+    outcome.elsewhere = ending.claim(run.study, run.lock)
+    if outcome.elsewhere:  # another process is ending this study: one final fit, not two
+        outcome.best = best_or_none(run.study)
+        return
+    with ending.leased(run.study):
+        outcome.stage = "the re-runs of the top trials"
+        outcome.choice = winner.for_run(run)
+        if outcome.choice is not None:
+            crown(run, outcome)
+        elif run.tracking is not None:
+            run.tracking.runs.log_results({}, files=outcome.files)
+
+
+def best_or_none(study):
+    try:
+        return study.best_trial
+    except ValueError:  # no trial completed
+        return None
 
 
 def close_run(run: Run, stop: Stop) -> None:

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import socket
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -209,18 +212,44 @@ def finished_count(study: optuna.Study, plan: StudyPlan) -> int:
     return sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
 
 
-def claimed(objective: Callable[[optuna.Trial], float], lock: Lock):
+def claimed(objective: Callable[[optuna.Trial], float], lock: Lock, taken: list[int]):
     """``objective`` that first gives the claim lock back: once Optuna has handed us a trial
-    it is ours, and other workers may look at the study while we train."""
+    it is ours, and other workers may look at the study while we train. The trial's number
+    goes on ``taken``."""
 
     def run(trial: optuna.Trial) -> float:
         # Named before the lock goes: a retried trial still carries its dead worker's name,
         # and the next worker to look would take this one for dead.
         sign(trial)
+        taken.append(trial.number)
         lock.release()
         return objective(trial)
 
     return run
+
+
+def _optimize_one(study: optuna.Study, objective, lock: Lock, note) -> None:
+    """One trial. A worker that was frozen or cut off past the heartbeat grace finds its trial
+    failed (and retried) by another: every write to it fails, then so does Optuna's own tell
+    ("Cannot tell a FAIL trial"). That trial is dropped with one line, never overwritten."""
+    taken: list[int] = []
+    try:
+        run = claimed(objective, lock, taken)
+        study.optimize(run, n_trials=1, catch=(CannotRun,), callbacks=[note])
+    except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+        if not taken or not _failed_by_another(study, taken[-1]):
+            raise
+        print(
+            f"worker {socket.gethostname()}:{os.getpid()}: trial #{taken[-1]} was failed and "
+            "retried by another worker while this one was stopped; dropped it, going on",
+            file=sys.stderr,
+        )
+
+
+def _failed_by_another(study: optuna.Study, number: int) -> bool:
+    """Whether trial ``number`` (this worker's) ended FAIL in the storage without us."""
+    trial = study.get_trials(deepcopy=False)[number]
+    return trial.state == TrialState.FAIL
 
 
 def run_trials(
@@ -242,9 +271,7 @@ def run_trials(
             if step == "run" and not budget_allows_trial(study, plan):
                 return Stop(Ended.BUDGET)
             if step == "run":
-                study.optimize(
-                    claimed(objective, lock), n_trials=1, catch=(CannotRun,), callbacks=[note]
-                )
+                _optimize_one(study, objective, lock, note)
         if step == "done":
             return Stop(Ended.DONE)
         if len(reasons) >= CANNOT_RUN_STREAK and all(reasons[-CANNOT_RUN_STREAK:]):

@@ -204,9 +204,9 @@ def kill_mid_trial(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert victim.poll() is None, "the worker ended before it could be killed"
-        if (number := _running_trial(victim.pid, storage, study)) is not None:
+        if (number := running_trial(victim.pid, storage, study)) is not None:
             victim.send_signal(signal.SIGSTOP)
-            if _running_trial(victim.pid, storage, study) == number:
+            if running_trial(victim.pid, storage, study) == number:
                 victim.send_signal(sig)
                 victim.send_signal(signal.SIGCONT)
                 victim.wait()
@@ -216,7 +216,7 @@ def kill_mid_trial(
     raise AssertionError("no trial of the victim reached a step in time")
 
 
-def _running_trial(pid: int, storage: str, study: str) -> int | None:
+def running_trial(pid: int, storage: str, study: str) -> int | None:
     """The number of ``pid``'s running trial once it has reported a step, else ``None``."""
     try:
         trials = load(storage, study).get_trials()

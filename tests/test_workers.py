@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -22,7 +23,7 @@ from search.recovery import alive, dead_here
 from search.workers import workers_that_fit
 from tests.conftest import KILLABLE
 from tests.conftest import QUICK as CONFTEST_QUICK
-from tests.helpers import Forked, forked, in_process, kill_mid_trial, load, start
+from tests.helpers import Forked, forked, in_process, kill_mid_trial, load, running_trial, start
 
 SECRET = "pw-never-printed"  # trust auth ignores it; it is here to prove it is masked
 # The suite's QUICK run, tracked unless a test says --no-mlflow, with a heartbeat each second
@@ -140,6 +141,14 @@ def test_two_workers_share_six_trials_and_no_password_is_ever_shown(pg_url, serv
         assert client.get_run(t.user_attrs["mlflow_run_id"]).info.status == "FINISHED"
     versions = client.search_model_versions("name='shared-model'")
     assert len(versions) == 1, "both workers registered a champion"
+    # One final fit for the study: the other process left the end to the one that claimed it.
+    experiment = client.get_experiment_by_name("shared").experiment_id
+    fits = client.search_runs([experiment], "attributes.run_name = 'final-fit'")
+    assert len(fits) == 1, [f.info.run_id for f in fits]
+    fitter = versions[0].tags["fitted_by"].rsplit(":", 1)[1]
+    assert fitter in pids
+    others = [out for (_, out, _), p in zip(results, procs, strict=True) if str(p.pid) != fitter]
+    assert all("being fitted by" in out or "no new final fit" in out for out in others), others
     winner = load(pg_url, "shared").user_attrs["winner"]["trial"]
     assert versions[0].tags["trial_number"] == str(winner)
 
@@ -197,6 +206,44 @@ def test_sigkill_mid_trial_is_retried_once(pg_url, server, tmp_path):
     assert retries[0].state.name in ("COMPLETE", "PRUNED")
     run = MlflowClient(server).get_run(dead.user_attrs["mlflow_run_id"])
     assert run.info.status == "FAILED" and run.data.tags["optuna_state"] == "FAIL"
+
+
+def test_a_worker_frozen_past_the_grace_comes_back_drops_its_trial_and_overwrites_nothing(
+    pg_url, tmp_path
+):
+    """A worker frozen (SIGSTOP) mid-trial: the other fails its trial after the heartbeat
+    grace, retries it and ends the study. Thawed, the frozen one finds its trial failed: one
+    line, no traceback, exit 0; the retry's result and the number of finished trials stay."""
+    args = ["--storage", pg_url, "--study", "frozen", "--trials", "3", *QUICK, "--no-mlflow"]
+    args += ["--epochs", "1", "--step-images", "500"]
+    victim, survivor = Forked(args, tmp_path), Forked(args, tmp_path)
+    frozen = freeze_mid_trial(victim, pg_url, "frozen")
+    code, _, err = finish([survivor])[0]
+    assert code == 0, err
+    before = {t.number: (t.state, t.value) for t in load(pg_url, "frozen").get_trials()}
+    assert before[frozen][0] == TrialState.FAIL
+    victim.send_signal(signal.SIGCONT)
+    code, out, err = finish([victim])[0]
+    assert code == 0, err
+    assert "Traceback" not in err and f"trial #{frozen} was failed and retried" in err
+    after = {t.number: (t.state, t.value) for t in load(pg_url, "frozen").get_trials()}
+    assert after == before  # nothing overwritten, no trial added
+    assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s, _ in after.values()) == 3
+
+
+def freeze_mid_trial(victim: Forked, storage: str, study: str, timeout: float = 300) -> int:
+    """SIGSTOP ``victim`` while one of its trials is running and has reported a step; that
+    trial's number (read again while frozen, so it is the one the freeze caught)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert victim.poll() is None, "the worker ended before it could be frozen"
+        if (number := running_trial(victim.pid, storage, study)) is not None:
+            victim.send_signal(signal.SIGSTOP)
+            if running_trial(victim.pid, storage, study) == number:
+                return number
+            victim.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError("no trial of the victim reached a step in time")
 
 
 GRID = {"batch_size": [250, 500], "shuffle": [True, False]}

@@ -1,0 +1,92 @@
+"""Who ends a study: however many processes or machines finish its trials together, one of
+them re-runs the top trials, fits the champion and registers it.
+
+The end is claimed in the study itself (the user attribute ``ending``), under the storage's
+claim lock, with a lease the claimant renews from a thread while it works. Another process
+that reaches the end while the lease is live leaves it to the claimant and says who that is;
+a claimant that dies (SIGKILL, a lost machine) stops renewing, and once its lease has run out
+the next run of the study takes the end over. One that is interrupted gives the lease back at
+once. A finished end is recorded (``done``) and blocks nobody: a resumed study with more
+trials ends again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import optuna
+
+from search.storage import Lock
+
+KEY = "ending"  # the study's user attribute holding the claim
+LEASE_SECONDS = 60.0  # how long a silent claimant blocks the others: a minute, not a study
+RENEW_SECONDS = 10.0  # well inside the lease: a slow storage write cannot let it lapse
+
+
+def me() -> str:
+    """This process, as the claim and the champion's tags name it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def holder(claim: dict[str, Any] | None, now: float) -> str | None:
+    """Who else holds a live claim, or ``None`` if the end is free (no claim, ours, done,
+    or its lease ran out)."""
+    if not claim or claim.get("done") or claim.get("owner") == me():
+        return None
+    return claim["owner"] if claim.get("until", 0) > now else None
+
+
+def held_by_line(claim: dict[str, Any]) -> str:
+    until = datetime.datetime.fromtimestamp(claim["until"]).strftime("%H:%M:%S")
+    return (
+        f"the champion is being fitted by {claim['owner']}, which claimed the end of this study "
+        f"(its lease runs to {until} and is renewed while it works); nothing fitted here"
+    )
+
+
+def claim(study: optuna.Study, lock: Lock) -> str | None:
+    """Under ``lock``: the end is ours (``None``), or the summary's line naming who has it."""
+    with lock:
+        current = study.user_attrs.get(KEY)
+        if holder(current, time.time()) is not None:
+            return held_by_line(current)
+        _write(study, done=False)
+    return None
+
+
+def _write(study: optuna.Study, done: bool, until: float | None = None) -> None:
+    until = time.time() + LEASE_SECONDS if until is None else until
+    study.set_user_attr(KEY, {"owner": me(), "until": until, "done": done})
+
+
+@contextlib.contextmanager
+def leased(study: optuna.Study) -> Iterator[None]:
+    """Renew our claim every ``RENEW_SECONDS`` while the block runs; then mark it done, or,
+    if the block raised (an interrupt), give it back so the next run need not wait."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(RENEW_SECONDS):
+            with contextlib.suppress(Exception):  # a blink of the storage: the next tick
+                _write(study, done=False)
+
+    thread = threading.Thread(target=renew, name="ending-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    except BaseException:
+        stop.set()
+        thread.join()
+        with contextlib.suppress(Exception):
+            _write(study, done=False, until=0.0)
+        raise
+    stop.set()
+    thread.join()
+    _write(study, done=True)
