@@ -140,6 +140,11 @@ class WorkersConfig:
     threads: int | None = option(
         None, "torch CPU threads per worker (default: CPU cores / workers)"
     )
+    trials_only: bool = option(
+        False,
+        "run trials only and leave the end of the study (re-runs, final fit, champion) to a "
+        "later run of the same command: for the tasks of a cluster's job array",
+    )
     worker: bool = option(False, None)  # a --workers child: run trials, leave the end to it
     parent_run_id: str | None = option(None, None)  # the supervisor's MLflow run
     deadline: float | None = option(None, None)  # the supervisor's --budget, as a time.time()

@@ -97,6 +97,17 @@ def recover(study: optuna.Study) -> list[int]:
     return failed
 
 
+def retry_interrupted(study: optuna.Study, number: int) -> None:
+    """Trial ``number``, ended FAIL by an interrupt of its worker (Ctrl-C, SIGTERM, a
+    cluster's ``scancel``), queued again once, as a dead worker's is: an interrupt says
+    nothing against its params."""
+    trial = study.get_trials(deepcopy=False)[number]
+    if trial.state == TrialState.FAIL:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
+
+
 def waiting_line(study: optuna.Study, journal: bool, grace_seconds: float) -> str:
     """What a worker waits for while other workers' trials run, for its progress line."""
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))

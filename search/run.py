@@ -67,6 +67,7 @@ from search.train import evaluate_and_predict
 from search.urls import check_tracking_uri, mask_url
 from search.workers import die_with_supervisor, supervise, worker_config, workers_that_fit
 
+TRIALS_ONLY = "the end of the study (re-runs, final fit, champion) is left to a later run"
 ARTIFACTS = "optuna-artifacts"  # optuna-dashboard STORAGE --artifact-dir optuna-artifacts
 
 
@@ -103,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         stop = search(run)
-        if stop.why is not Ended.INTERRUPTED:
+        if run.config.workers.trials_only:
+            outcome.best, outcome.elsewhere = best_or_none(run.study), TRIALS_ONLY
+        elif stop.why is not Ended.INTERRUPTED:
             stop = finish_or_interrupted(run, outcome, stop)
         close_run(run, stop)
     finally:

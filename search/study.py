@@ -38,7 +38,7 @@ from search.config import RunConfig, StudyConfig
 from search.errors import UserError
 from search.feasible import CannotRun
 from search.grid import combinations
-from search.recovery import recover, sign, waiting_line
+from search.recovery import recover, retry_interrupted, sign, waiting_line
 from search.samplers import make_pruner, make_sampler
 from search.space import DEVICE_WARM_START, WARM_START_NOTE
 from search.storage import GRACE_FACTOR, Lock, is_journal
@@ -228,14 +228,19 @@ def claimed(objective: Callable[[optuna.Trial], float], lock: Lock, taken: list[
     return run
 
 
-def _optimize_one(study: optuna.Study, objective, lock: Lock, note) -> None:
-    """One trial. A worker that was frozen or cut off past the heartbeat grace finds its trial
-    failed (and retried) by another: every write to it fails, then so does Optuna's own tell
-    ("Cannot tell a FAIL trial"). That trial is dropped with one line, never overwritten."""
+def _optimize_one(study: optuna.Study, objective, lock: Lock, note, grid: bool) -> None:
+    """One trial; interrupted, queued again once (a grid re-queues its own points). A worker
+    that was frozen or cut off past the heartbeat grace finds its trial failed (and retried)
+    by another: every write to it fails, then so does Optuna's own tell ("Cannot tell a FAIL
+    trial"). That trial is dropped with one line, never overwritten."""
     taken: list[int] = []
     try:
         run = claimed(objective, lock, taken)
         study.optimize(run, n_trials=1, catch=(CannotRun,), callbacks=[note])
+    except KeyboardInterrupt:
+        if taken and not grid:
+            retry_interrupted(study, taken[-1])
+        raise
     except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
         if not taken or not _failed_by_another(study, taken[-1]):
             raise
@@ -271,7 +276,7 @@ def run_trials(
             if step == "run" and not budget_allows_trial(study, plan):
                 return Stop(Ended.BUDGET)
             if step == "run":
-                _optimize_one(study, objective, lock, note)
+                _optimize_one(study, objective, lock, note, plan.grid is not None)
         if step == "done":
             return Stop(Ended.DONE)
         if len(reasons) >= CANNOT_RUN_STREAK and all(reasons[-CANNOT_RUN_STREAK:]):

@@ -315,5 +315,9 @@ def test_interrupt_marks_the_trial_prints_summary_and_resumes(tmp_path, sig):
     trial = load(storage, "fashion-mnist").get_trials()[interrupted]
     assert trial.state.name == "FAIL", "the running trial was left RUNNING"
     assert main([*args, "--storage", storage]) == 0  # the same command resumes
-    finished = [t for t in load(storage, "fashion-mnist").get_trials() if t.state.is_finished()]
+    trials = load(storage, "fashion-mnist").get_trials()
+    finished = [t for t in trials if t.state.is_finished()]
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in finished) == 2
+    # An interrupt says nothing against the trial's params: it is retried once, as it was.
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == interrupted]
+    assert len(retries) == 1 and retries[0].params == trial.params
