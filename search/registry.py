@@ -79,22 +79,24 @@ class Registry:
         }
         for key, value in tags.items():
             self.client.set_model_version_tag(self.name, version, key, str(value))
-        description = describe(study.study_name, best.number, test_accuracy)
+        description = describe(self.name, study.study_name, best.number, test_accuracy)
         self.client.update_model_version(self.name, version, description=description)
         self.client.set_registered_model_alias(self.name, ALIAS, version)
         return f"champion: {self.name} version {version} (alias @{ALIAS})"
 
 
-def describe(study_name: str, trial_number: int, test_accuracy: float) -> str:
+def describe(model: str, study_name: str, trial_number: int, test_accuracy: float) -> str:
+    """The version's description (Markdown in the MLflow UI: code in backticks, so nothing in
+    it reads as an HTML tag)."""
     return (
         f"Fashion-MNIST classifier from Optuna study '{study_name}', trial {trial_number}; "
         f"held-out test accuracy {test_accuracy:.4f}.\n\n"
-        "mlflow.pytorch.load_model('models:/<name>@champion') gives an ordinary "
+        f"`mlflow.pytorch.load_model('models:/{model}@champion')` gives an ordinary "
         "torch.nn.Sequential (eval(), train(), to(device), fine-tuning), built from torch.nn "
         "layers only. Input: float32 tensor (N, 1, 28, 28) with pixels in [0, 1] (what "
         "torchvision's ToTensor gives); its first layer, normalize, applies the training "
         "normalization. Output: (N, 10) logits; argmax gives the class index.\n\n"
-        "mlflow models serve / mlflow.pyfunc.load_model answer one row per image: "
+        "`mlflow models serve` and `mlflow.pyfunc.load_model` answer one row per image: "
         "class_index, class_name, probabilities.\n\n"
         "Classes: " + ", ".join(f"{i} {name}" for i, name in enumerate(CLASSES))
     )
