@@ -498,3 +498,28 @@ def _final_fits(client: MlflowClient, experiment: str) -> list:
         return []
     runs = client.search_runs([found.experiment_id], "attributes.run_name = 'final-fit'")
     return [r for r in runs if r.info.status == "RUNNING"]
+
+
+def test_the_pictures_promises_hold_in_a_real_browser(server, searched):
+    """What docs.screenshots pictures, checked: optuna-dashboard's study page names the value
+    ``val_accuracy`` (not "Objective 0"), and MLflow's chart view of the trial runs draws more
+    than one trial's val_accuracy curve (the same steps the picture is taken with)."""
+    from playwright.sync_api import sync_playwright
+
+    from docs.screenshots import VIEWPORT, experiment_id, show_trial_curves
+
+    cwd = searched[0]
+    with (
+        serving("optuna-dashboard", ["sqlite:///optuna.db"], "/api/studies", cwd=cwd) as dash,
+        sync_playwright() as p,
+    ):
+        study_id = json.loads(wait_http(f"{dash}/api/studies"))["study_summaries"][0]["study_id"]
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.goto(f"{dash}/dashboard/studies/{study_id}")
+        page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        assert page.get_by_text("val_accuracy").count() >= 1
+        assert page.get_by_text("Objective 0").count() == 0
+        curves = show_trial_curves(page, server, experiment_id(server, "fashion-mnist"))
+        browser.close()
+    assert curves >= 2, f"{curves} val_accuracy curve(s) in MLflow's chart view"
