@@ -7,6 +7,7 @@ import contextlib
 import io
 import multiprocessing
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -216,14 +217,46 @@ def kill_mid_trial(
     raise AssertionError("no trial of the victim reached a step in time")
 
 
-def running_trial(pid: int, storage: str, study: str) -> int | None:
-    """The number of ``pid``'s running trial once it has reported a step, else ``None``."""
+def running_trial(pid: int | str, storage: str, study: str) -> int | None:
+    """The number of the running trial of ``pid`` (or of the worker ``host:pid``) once it has
+    reported a step, else ``None``."""
     try:
         trials = load(storage, study).get_trials()
     except KeyError:  # the study is not created yet
         return None
     for t in trials:
-        mine = t.user_attrs.get("worker", "").endswith(f":{pid}")
+        worker = t.user_attrs.get("worker", "")
+        mine = worker == pid if isinstance(pid, str) else worker.endswith(f":{pid}")
         if mine and t.state.name == "RUNNING" and t.intermediate_values:
             return t.number
     return None
+
+
+def as_host(host: str, args: list[str], cwd: Path) -> subprocess.Popen:
+    """``python -m search.run ARGS`` as another machine would run it: in its own UTS and pid
+    namespaces (``unshare``), so its host name is ``host`` and its pid is 1, sharing this
+    machine's PostgreSQL on 127.0.0.1. It dies with the returned process (``--kill-child``);
+    ``inner_pid`` is the worker itself, for SIGSTOP/SIGCONT."""
+    command, env = cli_command(args)
+    inner = f"hostname {shlex.quote(host)} && exec {shlex.join(command)}"
+    namespaces = ["unshare", "--uts", "--pid", "--mount-proc", "--kill-child"]
+    return subprocess.Popen(
+        [*namespaces, "sh", "-c", inner],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def inner_pid(outer: subprocess.Popen, timeout: float = 30) -> int:
+    """The pid (in this namespace) of the worker that ``as_host`` started."""
+    deadline = time.monotonic() + timeout
+    path = Path(f"/proc/{outer.pid}/task/{outer.pid}/children")
+    while time.monotonic() < deadline:
+        children = path.read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.05)
+    raise AssertionError("the namespaced worker did not start")

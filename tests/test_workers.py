@@ -20,10 +20,21 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from search.recovery import alive, dead_here
+from search.storage import GRACE_FACTOR
 from search.workers import workers_that_fit
 from tests.conftest import KILLABLE
 from tests.conftest import QUICK as CONFTEST_QUICK
-from tests.helpers import Forked, forked, in_process, kill_mid_trial, load, running_trial, start
+from tests.helpers import (
+    Forked,
+    as_host,
+    forked,
+    in_process,
+    inner_pid,
+    kill_mid_trial,
+    load,
+    running_trial,
+    start,
+)
 
 SECRET = "pw-never-printed"  # trust auth ignores it; it is here to prove it is masked
 # The suite's QUICK run, tracked unless a test says --no-mlflow, with a heartbeat each second
@@ -208,40 +219,77 @@ def test_sigkill_mid_trial_is_retried_once(pg_url, server, tmp_path):
     assert run.info.status == "FAILED" and run.data.tags["optuna_state"] == "FAIL"
 
 
+def test_a_worker_of_another_host_killed_mid_trial_is_retried_after_the_grace_only(
+    pg_url, server, tmp_path
+):
+    """Hosts A and B, each in its own UTS and pid namespace (both workers are pid 1 there),
+    share one study on PostgreSQL and one MLflow server. B is SIGKILLed mid-trial: A cannot
+    judge B's pid (another host), so it fails and retries that trial once, from B's missed
+    heartbeats, no sooner than the grace after the kill; both hosts' trials are in the study."""
+    args = ["--storage", pg_url, "--study", "hosts", "--trials", "4", *QUICK]
+    args += ["--epochs", "1", "--step-images", "500", "--tracking-uri", server]
+    args += ["--registered-model", "hosts-model"]
+    host_a, host_b = as_host("host-a", args, tmp_path), as_host("host-b", args, tmp_path)
+    deadline = time.monotonic() + 300
+    while (number := running_trial("host-b:1", pg_url, "hosts")) is None:
+        assert host_b.poll() is None and time.monotonic() < deadline, host_b.communicate()
+        time.sleep(0.05)
+    host_b.kill()  # --kill-child: the worker inside dies with it, by SIGKILL
+    killed_at = time.time()
+    host_b.communicate(timeout=60)
+    out, err = host_a.communicate(timeout=600)
+    assert host_a.returncode == 0, err
+    trials = load(pg_url, "hosts").get_trials()
+    dead = trials[number]
+    assert dead.state == TrialState.FAIL and "failed" not in dead.user_attrs  # not judged by pid
+    # QUICK's --heartbeat 1: B's last beat was at most 1 s before the kill (0.5 s of clock slack)
+    grace = GRACE_FACTOR * 1
+    assert dead.datetime_complete.timestamp() >= killed_at + grace - 1 - 0.5, "failed too soon"
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == number]
+    assert len(retries) == 1 and retries[0].params == dead.params
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 4
+    hosts = {t.user_attrs["worker"].split(":")[0] for t in trials}
+    assert hosts == {"host-a", "host-b"}
+    client = MlflowClient(server)
+    for t in trials:
+        run = client.get_run(t.user_attrs["mlflow_run_id"])
+        assert run.info.status == ("FAILED" if t.number == number else "FINISHED"), t.number
+
+
 def test_a_worker_frozen_past_the_grace_comes_back_drops_its_trial_and_overwrites_nothing(
     pg_url, tmp_path
 ):
-    """A worker frozen (SIGSTOP) mid-trial: the other fails its trial after the heartbeat
-    grace, retries it and ends the study. Thawed, the frozen one finds its trial failed: one
-    line, no traceback, exit 0; the retry's result and the number of finished trials stay."""
+    """Host B's worker frozen (SIGSTOP) mid-trial: host A fails its trial after the heartbeat
+    grace, retries it and ends the study. Thawed, B finds its trial failed: one line, no
+    traceback, exit 0; the retry's result and the number of finished trials stay."""
     args = ["--storage", pg_url, "--study", "frozen", "--trials", "3", *QUICK, "--no-mlflow"]
     args += ["--epochs", "1", "--step-images", "500"]
-    victim, survivor = Forked(args, tmp_path), Forked(args, tmp_path)
-    frozen = freeze_mid_trial(victim, pg_url, "frozen")
-    code, _, err = finish([survivor])[0]
-    assert code == 0, err
+    host_b, host_a = as_host("host-b", args, tmp_path), as_host("host-a", args, tmp_path)
+    worker_b = inner_pid(host_b)
+    frozen = freeze_mid_trial(worker_b, "host-b:1", pg_url, "frozen")
+    out_a, err_a = host_a.communicate(timeout=600)
+    assert host_a.returncode == 0, err_a
     before = {t.number: (t.state, t.value) for t in load(pg_url, "frozen").get_trials()}
     assert before[frozen][0] == TrialState.FAIL
-    victim.send_signal(signal.SIGCONT)
-    code, out, err = finish([victim])[0]
-    assert code == 0, err
+    os.kill(worker_b, signal.SIGCONT)
+    out, err = host_b.communicate(timeout=600)
+    assert host_b.returncode == 0, err
     assert "Traceback" not in err and f"trial #{frozen} was failed and retried" in err
     after = {t.number: (t.state, t.value) for t in load(pg_url, "frozen").get_trials()}
     assert after == before  # nothing overwritten, no trial added
     assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s, _ in after.values()) == 3
 
 
-def freeze_mid_trial(victim: Forked, storage: str, study: str, timeout: float = 300) -> int:
-    """SIGSTOP ``victim`` while one of its trials is running and has reported a step; that
+def freeze_mid_trial(pid: int, worker: str, storage: str, study: str, timeout: float = 300) -> int:
+    """SIGSTOP ``pid`` while ``worker``'s trial is running and has reported a step; that
     trial's number (read again while frozen, so it is the one the freeze caught)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert victim.poll() is None, "the worker ended before it could be frozen"
-        if (number := running_trial(victim.pid, storage, study)) is not None:
-            victim.send_signal(signal.SIGSTOP)
-            if running_trial(victim.pid, storage, study) == number:
+        if (number := running_trial(worker, storage, study)) is not None:
+            os.kill(pid, signal.SIGSTOP)
+            if running_trial(worker, storage, study) == number:
                 return number
-            victim.send_signal(signal.SIGCONT)
+            os.kill(pid, signal.SIGCONT)
         time.sleep(0.05)
     raise AssertionError("no trial of the victim reached a step in time")
 
