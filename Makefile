@@ -6,7 +6,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DATASET := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 TRIALS  ?= 50
 
-.PHONY: install search test bench lint clean
+.PHONY: install cluster search test bench lint clean
 
 install: .venv/.installed $(DATASET) /usr/bin/chromium
 
@@ -29,7 +29,12 @@ search: install
 
 # Two test processes, one per core; tests sharing a costly study fixture stay in one
 # process (--dist loadgroup, marks set in tests/conftest.py); the MLflow server is shared.
-test: install
+# A single-node Slurm cluster on this machine, for tests/test_slurm.py (installs slurm-wlm and
+# munge once; starts the daemons if they are not running).
+cluster:
+	bash deploy/slurm/local-cluster.sh
+
+test: install cluster
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 bench: install

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 import torch
 
@@ -141,3 +143,17 @@ def finished(tmp_path_factory):
     for done in runs:
         assert done.returncode == 0, done.stderr
     return cwd, runs
+
+
+PG_SECRET = "pw-never-printed"  # trust auth ignores it; it is here to prove it is masked
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh PostgreSQL database per test (dropped afterwards)."""
+    name = f"fs_{uuid.uuid4().hex[:10]}"
+    admin = psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True)
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    yield f"postgresql://postgres:{PG_SECRET}@127.0.0.1:5432/{name}"
+    admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    admin.close()

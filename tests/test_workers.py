@@ -13,7 +13,6 @@ from collections import Counter
 from pathlib import Path
 
 import optuna
-import psycopg
 import pymysql
 import pytest
 from mlflow import MlflowClient
@@ -22,7 +21,7 @@ from optuna.trial import TrialState
 from search.recovery import alive, dead_here
 from search.storage import GRACE_FACTOR
 from search.workers import workers_that_fit
-from tests.conftest import KILLABLE
+from tests.conftest import KILLABLE, PG_SECRET
 from tests.conftest import QUICK as CONFTEST_QUICK
 from tests.helpers import (
     Forked,
@@ -36,21 +35,10 @@ from tests.helpers import (
     start,
 )
 
-SECRET = "pw-never-printed"  # trust auth ignores it; it is here to prove it is masked
+SECRET = PG_SECRET  # in pg_url: trust auth ignores it; it is here to prove it is masked
 # The suite's QUICK run, tracked unless a test says --no-mlflow, with a heartbeat each second
 # and one thread (two workers, two cores).
 QUICK = [a for a in CONFTEST_QUICK if a != "--no-mlflow"] + "--heartbeat 1 --threads 1".split()
-
-
-@pytest.fixture
-def pg_url():
-    """A fresh PostgreSQL database per test (dropped afterwards)."""
-    name = f"fs_{uuid.uuid4().hex[:10]}"
-    admin = psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True)
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://postgres:{SECRET}@127.0.0.1:5432/{name}"
-    admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    admin.close()
 
 
 @pytest.fixture

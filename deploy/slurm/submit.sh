@@ -7,14 +7,17 @@
 #   deploy/slurm/submit.sh N TRIALS [search.run flags: --study big --epochs 2 ...]
 #
 # Run it from the checkout (with its .venv) on a shared file system; prints both job ids.
+# CPUS_PER_TASK (default 2) sets each worker's cores; PYTHON, the interpreter (default the
+# checkout's .venv/bin/python).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 workers=${1:?usage: submit.sh N TRIALS [search.run flags]}
 trials=${2:?usage: submit.sh N TRIALS [search.run flags]}
 shift 2
 : "${FASHION_SEARCH_STORAGE:?set FASHION_SEARCH_STORAGE to a PostgreSQL or MySQL URL}"
-array=$(sbatch --parsable --array=1-"$workers" "$here/worker.sbatch" \
+cpus=${CPUS_PER_TASK:-2}  # each worker's cores (and its torch threads)
+array=$(sbatch --parsable --array=1-"$workers" --cpus-per-task="$cpus" "$here/worker.sbatch" \
     --trials "$trials" --trials-only "$@")
 ender=$(sbatch --parsable --dependency=afterany:"$array" --job-name=fashion-search-end \
-    "$here/worker.sbatch" --trials "$trials" "$@")
+    --cpus-per-task="$cpus" "$here/worker.sbatch" --trials "$trials" "$@")
 echo "workers: job $array (array 1-$workers); end of the study: job $ender"
