@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             outcome.best, outcome.elsewhere = best_or_none(run.study), TRIALS_ONLY
         elif stop.why is not Ended.INTERRUPTED:
             stop = finish_or_interrupted(run, outcome, stop)
-        close_run(run, stop)
+        close_run(run, stop, outcome)
     finally:
         signal.signal(signal.SIGTERM, previous)
     print("\n".join(summary(run, outcome, stop, time.perf_counter() - start).lines()))
@@ -216,6 +216,10 @@ def open_run(run: Run) -> None:
     settings["command"] = run.inputs.command
     with run.lock:
         run.study = open_study(config.study, run.storage, settings, config.workers.worker)
+        if run.tracking is not None:
+            from search.tracking import join_parent
+
+            join_parent(run.tracking, run.study)
     if run.tracking is not None and not config.workers.worker:
         catch_up(run)
     run.plan = plan_for(config, run.splits, run.inputs.grid, run.budget, run.end_seconds)
@@ -394,13 +398,17 @@ def best_or_none(study):
         return None
 
 
-def close_run(run: Run, stop: Stop) -> None:
-    """The progress bar's last line; every MLflow run this process opened, ended."""
+def close_run(run: Run, stop: Stop, outcome: Outcome) -> None:
+    """The progress bar's last line; every MLflow run this process opened, ended. The parent
+    run, which processes working on the study together share, is ended by the one that ended
+    the study (or was interrupted), not by one that left the end to another."""
     run.progress.close()
     if run.tracking is not None:
         run.tracking.runs.end_final_killed()
         run.tracking.runs.end_orphans(run.study)
-        run.tracking.runs.end_parent("KILLED" if stop.why is Ended.INTERRUPTED else "FINISHED")
+        if not outcome.elsewhere:
+            status = "KILLED" if stop.why is Ended.INTERRUPTED else "FINISHED"
+            run.tracking.runs.end_parent(status)
 
 
 def crown(run: Run, outcome: Outcome) -> None:

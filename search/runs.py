@@ -5,8 +5,10 @@ Layout in the MLflow UI (experiment = ``--experiment``, default the study name):
 - parent run ``<study>-<time>``: tags (study, masked storage, sampler, pruner, seed, git
   commit, torch version, device), the settings as params, and at the end the test accuracy and,
   under ``results/``, the confusion matrix, per-class accuracy, sample predictions, trials
-  table and Optuna plots. Each invocation starts a new parent run (a resumed study gets a
-  second one); trials are never logged twice, since each trial runs in exactly one invocation.
+  table and Optuna plots. Processes working on a study at the same time (other machines, a
+  Slurm array) share one parent run, recorded on the study as ``mlflow_parent_run_id`` and
+  joined while it is RUNNING; the process that ends the study ends it. A study resumed after
+  that gets a new one. Trials are never logged twice: each runs in exactly one process.
   A trial that MLflow missed (its server was down, or ``--no-mlflow``) is logged by a later
   invocation from the trial's own record, tagged ``backfilled`` (``RunLogger.backfill``).
 - child run ``trial-<n>`` per trial: params (the search-space names), per-step metrics with
@@ -28,6 +30,7 @@ from typing import Any
 import optuna
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
 
 from search.train import StepMetrics
 
@@ -79,8 +82,8 @@ def _all(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
 
 
 class RunLogger:
-    """The runs of one invocation under ``parent_id`` (a ``--workers`` child is given its
-    supervisor's; anyone else starts its own with ``start_parent``)."""
+    """The runs of one process under ``parent_id`` (a ``--workers`` child is given its
+    supervisor's; anyone else joins the study's with ``attach`` or starts one)."""
 
     def __init__(self, client: MlflowClient, experiment_id: str, parent_id: str | None) -> None:
         self.client, self.experiment_id, self.parent_id = client, experiment_id, parent_id
@@ -97,6 +100,16 @@ class RunLogger:
         )
         self.parent_id = run.info.run_id
         self.client.log_batch(self.parent_id, params=_params(params))
+
+    def is_running(self, run_id: str) -> bool:
+        try:
+            return self.client.get_run(run_id).info.status == "RUNNING"
+        except MlflowException:  # not on this server (another --tracking-uri), or deleted
+            return False
+
+    def attach(self, run_id: str) -> None:
+        """Log under ``run_id``, the parent run another process of this study started."""
+        self.parent_id = run_id
 
     def _child(self, name: str, tags: dict[str, str], params: dict) -> str:
         if self.parent_id:

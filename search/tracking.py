@@ -97,6 +97,7 @@ class Tracking:
     checkpoints: CheckpointStore
     registry: Registry
     health: Health
+    parent: tuple | None = None  # (study name, tags, params) of a parent run to start
 
     def log_results(self, study: optuna.Study, metrics: dict, files, figures, matrix) -> None:
         """The parent run's results: tables, pictures, per-class accuracy, Optuna's plots."""
@@ -138,8 +139,26 @@ def open_for_run(config: RunConfig, device: str) -> Tracking:
             "device": device,
         }
         settings = {**params(config), "tracking_uri": mask_url(tracking.uri)}
-        tracking.runs.start_parent(study.name, tags, settings)
+        tracking.parent = (study.name, tags, settings)  # started once the study is open
     return tracking
+
+
+PARENT = "mlflow_parent_run_id"  # the study's user attribute: the round's parent run
+
+
+def join_parent(tracking: Tracking, study: optuna.Study) -> None:
+    """Under the claim lock: the study's parent run while it is RUNNING (processes of other
+    machines working on this study now, each a child under one parent), else a new parent run,
+    recorded on the study. A ``--workers`` child has its supervisor's already."""
+    if tracking.parent is None:
+        return
+    current = study.user_attrs.get(PARENT)
+    if current and tracking.runs.is_running(current):
+        tracking.runs.attach(current)
+        return
+    tracking.runs.start_parent(*tracking.parent)
+    if tracking.runs.parent_id:
+        study.set_user_attr(PARENT, tracking.runs.parent_id)
 
 
 def open_tracking(config: TrackingConfig, parent_run_id: str | None) -> Tracking:

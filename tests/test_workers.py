@@ -239,9 +239,13 @@ def test_a_worker_of_another_host_killed_mid_trial_is_retried_after_the_grace_on
     hosts = {t.user_attrs["worker"].split(":")[0] for t in trials}
     assert hosts == {"host-a", "host-b"}
     client = MlflowClient(server)
+    parents = set()
     for t in trials:
         run = client.get_run(t.user_attrs["mlflow_run_id"])
         assert run.info.status == ("FAILED" if t.number == number else "FINISHED"), t.number
+        parents.add(run.data.tags["mlflow.parentRunId"])
+    assert len(parents) == 1, "both hosts' trial runs are children of one parent run"
+    assert client.get_run(parents.pop()).info.status == "FINISHED"
 
 
 def test_a_worker_frozen_past_the_grace_comes_back_drops_its_trial_and_overwrites_nothing(
