@@ -63,11 +63,12 @@ def regularizers(spec: TrialSpec) -> dict:
 
 
 def final_fit(
-    spec: TrialSpec, splits: Splits, on_epoch: Callable[[StepMetrics], None] | None = None
-) -> nn.Module:
-    """Train ``spec`` from scratch on train + validation."""
-    model, _ = fit(spec.model, spec.train, splits.train_and_val(), on_step=on_epoch)
-    return model
+    spec: TrialSpec, splits: Splits, on_epoch: Callable[[StepMetrics], bool] | None = None
+) -> tuple[nn.Module, float]:
+    """Train ``spec`` from scratch on train + validation; the model and the epochs it trained
+    (fewer than ``spec``'s if ``on_epoch`` stopped it)."""
+    model, result = fit(spec.model, spec.train, splits.train_and_val(), on_step=on_epoch)
+    return model, result.history[-1].epoch if result.history else 0.0
 
 
 def epochs_that_fit(
@@ -112,12 +113,14 @@ def fitted(
     splits: Splits,
     wanted: int | None,
     trial_number: int,
-    on_epoch: Callable[[StepMetrics], None],
+    on_epoch: Callable[[StepMetrics], bool],
 ) -> Champion:
     start = time.perf_counter()
-    model = final_fit(spec, splits, on_epoch)
+    model, trained = final_fit(spec, splits, on_epoch)
     epochs = spec.train.epochs
     cut = f" of {wanted} (--budget)" if wanted is not None and epochs < wanted else ""
+    if trained < epochs - 1e-6:  # the budget's guard stopped it
+        cut += f", stopped after {trained:.1f} to keep --budget"
     note = (
         f"(final fit of trial #{trial_number}: {epochs:g}{cut} epochs on train + validation"
         f"{recipe_words(spec)}, {time.perf_counter() - start:.0f} s)"
@@ -212,9 +215,20 @@ def _final_fit(
         params = {**full_params(best), **regularizers(spec), "train_images": images}
         runs.start_final(best.number, params, epochs)
 
-    def on_epoch(m: StepMetrics) -> None:
+    def on_epoch(m: StepMetrics) -> bool:
         run.progress.final_epoch(m, epochs)
         if runs is not None:
             runs.log_final_epoch(m)
+        return overruns(m, epochs, run.budget, run.end_seconds)
 
     return fitted(spec, run.splits, wanted, best.number, on_epoch)
+
+
+def overruns(m: StepMetrics, epochs: float, budget: Budget, end: float) -> bool:
+    """Whether the final fit must stop after this epoch to keep ``--budget``: the rest, at
+    this epoch's own pace, would not end before the run's end reserve. The fit was sized on a
+    timing of a few seconds; this is the promise kept when that timing was off."""
+    if budget.seconds is None:
+        return False
+    rest = min(1.0, epochs - m.epoch) * m.step_seconds
+    return rest > 0 and budget.left() - end < rest

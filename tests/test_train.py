@@ -193,3 +193,20 @@ def test_the_cost_of_an_image_is_measured_without_touching_the_callers_random_st
     seconds = seconds_per_image(CNNConfig(n_layers=1, channels=4), config, small_splits.train)
     assert torch.equal(torch.rand(3), expected)
     assert 0 < seconds < 0.05  # a small network: well under a millisecond an image
+
+
+def test_a_final_fit_is_priced_on_random_batches_for_at_least_the_time_asked(small_splits):
+    """The timing reads batches from the whole split (as an epoch does) until both floors are
+    met, and keeps the caller's random state."""
+    import time
+
+    from search.train import seconds_per_image
+
+    torch.manual_seed(1)
+    before = torch.rand(1)
+    torch.manual_seed(1)
+    start = time.perf_counter()
+    config = TrainConfig(batch_size=32)
+    rate = seconds_per_image(CNNConfig(), config, small_splits.train, seconds=0.3)
+    assert time.perf_counter() - start >= 0.3 and rate > 0
+    assert torch.rand(1) == before  # the caller's random state is kept
