@@ -247,7 +247,7 @@ def _optimize_one(study: optuna.Study, objective, lock: Lock, note, grid: bool) 
         print(
             f"worker {socket.gethostname()}:{os.getpid()}: trial #{taken[-1]} was failed and "
             "retried by another worker while this one was stopped; dropped it, going on",
-            file=sys.stderr,
+            file=sys.__stderr__,  # past --quiet's held stderr: it says why a trial is missing
         )
 
 
