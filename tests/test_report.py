@@ -57,6 +57,7 @@ class Outcome:  # what search.run hands over, as a stand-in of its Outcome
     best: object = None
     test_accuracy: float | None = None
     note: str = ""
+    elsewhere: str = ""
 
 
 def study_of(values: list[float | None]) -> optuna.Study:
@@ -102,3 +103,14 @@ def test_a_study_without_a_complete_trial_says_so():
     lines = summary_of(CONFIG, study, Stop(Ended.DONE), 1.0, Outcome(), "").lines()
     assert lines[1] == "no trial has completed yet: nothing to evaluate"
     assert state_counts(study) == {"PRUNED": 1}
+
+
+def test_a_run_that_left_the_end_to_another_names_it_and_an_interrupt_names_its_stage():
+    study = study_of([0.9, 0.8])
+    left = Outcome(best=study.best_trial, elsewhere="the champion is being fitted by b:7")
+    lines = summary_of(CONFIG, study, Stop(Ended.DONE), 1.0, left, "").lines()
+    assert "the champion is being fitted by b:7" in lines
+    assert not any("test_accuracy" in line for line in lines)
+    stop = Stop(Ended.INTERRUPTED, "during the final fit")
+    first = summary_of(CONFIG, study, stop, 1.0, Outcome(), "").lines()[0]
+    assert "interrupted during the final fit: the same command finishes the job" in first
