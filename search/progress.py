@@ -32,10 +32,10 @@ class Progress(TrialHooks):
             f"trial {trial_number} step {m.step}/{self.steps} val {m.val_accuracy:.4f}{best}"
         )
 
-    def final_epoch(self, m: StepMetrics, epochs: int) -> None:
-        if self.bar is not None:
+    def final_epoch(self, m: StepMetrics, epochs: float) -> None:
+        if self.bar is not None:  # epochs in tenths under --budget: "epoch 28.8/28.8", not 29
             self.bar.set_postfix_str(
-                f"final fit epoch {m.step}/{epochs} train_accuracy {m.train_accuracy:.4f}"
+                f"final fit epoch {m.epoch:g}/{epochs:g} train_accuracy {m.train_accuracy:.4f}"
             )
 
     def rerunning(self, trial_number: int) -> None:
