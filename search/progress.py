@@ -34,9 +34,9 @@ class Progress(TrialHooks):
 
     def final_epoch(self, m: StepMetrics, epochs: float) -> None:
         if self.bar is not None:  # epochs in tenths under --budget: "epoch 28.8/28.8", not 29
-            self.bar.set_postfix_str(
-                f"final fit epoch {m.epoch:g}/{epochs:g} train_accuracy {m.train_accuracy:.4f}"
-            )
+            done = f"{round(m.epoch, 1):g}/{epochs:g}"
+            accuracy = f"train_accuracy {m.train_accuracy:.4f}"
+            self.bar.set_postfix_str(f"final fit epoch {done} {accuracy}")
 
     def rerunning(self, trial_number: int) -> None:
         if self.bar is not None:
