@@ -119,11 +119,12 @@ def fitted(
     model, trained = final_fit(spec, splits, on_epoch)
     epochs = spec.train.epochs
     cut = f" of {wanted} (--budget)" if wanted is not None and epochs < wanted else ""
+    stopped = ""
     if trained < epochs - 1e-6:  # the budget's guard stopped it
-        cut += f", stopped after {trained:.1f} to keep --budget"
+        stopped = f", stopped after {trained:.1f} epochs to keep --budget"
     note = (
         f"(final fit of trial #{trial_number}: {epochs:g}{cut} epochs on train + validation"
-        f"{recipe_words(spec)}, {time.perf_counter() - start:.0f} s)"
+        f"{recipe_words(spec)}{stopped}, {time.perf_counter() - start:.0f} s)"
     )
     return Champion(model, note, epochs)
 
