@@ -128,11 +128,27 @@ def _rdb(url: str, sqlite: bool, heartbeat_interval: int) -> RDBStorage:
         engine.dispose()
 
 
+# A worker frozen (SIGSTOP, a suspended VM) in the middle of one of Optuna's transactions holds
+# its trial's row locks: the worker that comes to fail that trial after the heartbeat grace
+# then waits on them for ever, under the claim lock, and the whole study stops (seen in the
+# frozen-host test). Optuna's transactions last milliseconds; PostgreSQL ends a session idle
+# inside one for this long, which releases its locks.
+IDLE_IN_TRANSACTION_MS = 20_000
+
+
+def _engine_kwargs(url: str, sqlite: bool) -> dict | None:
+    if sqlite:  # wait for a lock instead of failing at once
+        return {"connect_args": {"timeout": 60}}
+    if url.startswith("postgresql"):
+        timeout = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+        return {"connect_args": {"options": timeout}}
+    return None
+
+
 def _rdb_storage(url: str, sqlite: bool, heartbeat_interval: int) -> RDBStorage:
     storage = RDBStorage(
         url,
-        # SQLite: wait for a lock instead of failing at once; others ignore it.
-        engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else None,
+        engine_kwargs=_engine_kwargs(url, sqlite),
         heartbeat_interval=heartbeat_interval,
         grace_period=heartbeat_interval * GRACE_FACTOR,
         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
@@ -240,7 +256,9 @@ class SqlLock(Lock):
     def _acquire(self) -> None:
         from sqlalchemy import text
 
-        self.conn = self.engine.connect()
+        # Autocommit: the session-level lock outlives transactions, and the connection is never
+        # "idle in transaction" (which PostgreSQL ends, see IDLE_IN_TRANSACTION_MS).
+        self.conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         if self.postgres:
             self.conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self.number})
         else:

@@ -241,7 +241,11 @@ def _optimize_one(study: optuna.Study, objective, lock: Lock, note, grid: bool) 
         if taken and not grid:
             retry_interrupted(study, taken[-1])
         raise
-    except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+    except (
+        ValueError,
+        optuna.exceptions.UpdateFinishedTrialError,
+        optuna.exceptions.StorageInternalError,  # its session ended while it was frozen
+    ):
         if not taken or not _failed_by_another(study, taken[-1]):
             raise
         print(
