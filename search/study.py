@@ -165,9 +165,10 @@ def _grid_state(study: optuna.Study, todo: list[dict]) -> tuple[int, list[dict],
     names = todo[0].keys() if todo else ()
     done, busy = set(), set()
     for t in trials:
-        fixed = (
-            t.params if t.state != TrialState.WAITING else t.system_attrs.get("fixed_params", {})
-        )
+        # The enqueued combination, whatever the state: a trial just taken is RUNNING before
+        # its objective has suggested a single param (the claim lock is already free then), and
+        # reading its empty params let another worker queue the same point again (seen in CI).
+        fixed = t.system_attrs.get("fixed_params") or t.params
         key = _key({k: fixed.get(k) for k in names})
         if t.state in FINISHED or "cannot_run" in t.user_attrs:  # no retry would help those
             done.add(key)
