@@ -79,14 +79,15 @@ def leased(study: optuna.Study) -> Iterator[None]:
 
     thread = threading.Thread(target=renew, name="ending-lease", daemon=True)
     thread.start()
+    done = False
     try:
         yield
-    except BaseException:
+        done = True
+    finally:
         stop.set()
         thread.join()
-        with contextlib.suppress(Exception):
-            _write(study, done=False, until=0.0)
-        raise
-    stop.set()
-    thread.join()
-    _write(study, done=True)
+        if done:
+            _write(study, done=True)
+        else:
+            with contextlib.suppress(Exception):
+                _write(study, done=False, until=0.0)

@@ -82,9 +82,6 @@ def recover(study: optuna.Study) -> list[int]:
     """Fail and re-queue (once) every RUNNING trial of a dead worker of this machine; returns
     their numbers."""
     storage = study._storage  # Optuna has no public call to end another process's trial
-    with warnings.catch_warnings():  # "experimental" since Optuna 2.8
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = RetryHeartbeatStaleTrialCallback(max_retry=1)
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not dead_here(trial):
@@ -92,7 +89,7 @@ def recover(study: optuna.Study) -> list[int]:
         host, pid = owner(trial)
         storage.set_trial_user_attr(trial._trial_id, "failed", f"worker {host}:{pid} died")
         if storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-            retry(study, trial)  # as it was: the retry must not inherit the "failed" note
+            retry_once(study, trial)  # as it was: the retry must not inherit the "failed" note
             failed.append(trial.number)
     return failed
 
@@ -103,9 +100,14 @@ def retry_interrupted(study: optuna.Study, number: int) -> None:
     nothing against its params."""
     trial = study.get_trials(deepcopy=False)[number]
     if trial.state == TrialState.FAIL:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
+        retry_once(study, trial)
+
+
+def retry_once(study: optuna.Study, trial: FrozenTrial) -> None:
+    """``trial``'s params queued again, once in its history, as Optuna's stale-trial retry."""
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
 
 
 def waiting_line(study: optuna.Study, journal: bool, grace_seconds: float) -> str:

@@ -483,7 +483,7 @@ MISSED = {
 }
 
 
-def missed_words(calls: list[str]) -> list[str]:
+def missed_words(calls) -> list[str]:
     return list(dict.fromkeys(MISSED.get(c, c) for c in calls))
 
 

@@ -32,6 +32,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
+from search.champion import full_params
 from search.train import StepMetrics
 
 FINISHED = (
@@ -74,11 +75,6 @@ def _params(values: dict[str, Any]) -> list[Param]:
 
 def _trial_tags(t: optuna.trial.FrozenTrial, study: str) -> dict[str, str]:
     return {"optuna_trial_number": str(t.number), "study": study, "backfilled": "true"}
-
-
-def _all(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    """The trial's params, plus those a grid fixed (as ``Objective.params`` logged them)."""
-    return {**t.user_attrs.get("fixed_params", {}), **t.params}
 
 
 class RunLogger:
@@ -166,7 +162,7 @@ class RunLogger:
             run = logged.get(t.number)
             if run is None:
                 tags = _trial_tags(t, study.study_name)
-                self._log_trial(t, self._child(f"trial-{t.number}", tags, _all(t)), 0)
+                self._log_trial(t, self._child(f"trial-{t.number}", tags, full_params(t)), 0)
             elif run.info.status == "RUNNING" and t.number not in self.trials:
                 present = self.client.get_metric_history(run.info.run_id, "val_accuracy")
                 self._log_trial(t, run.info.run_id, max((m.step for m in present), default=0))

@@ -49,7 +49,7 @@ class Health:
     uri: str
     lost: str = ""
     trial: int | None = None  # the trial being tracked when it failed
-    missed: list[str] = field(default_factory=list)  # what was not logged, in order
+    missed: dict[str, None] = field(default_factory=dict)  # calls skipped, once each, in order
 
     def fail(self, what: str, exc: BaseException) -> None:
         where = f"at trial #{self.trial}" if self.trial is not None else f"in {what}"
@@ -78,13 +78,13 @@ class Guarded:
 
         def call(*args, **kwargs):
             if self._health.lost:
-                self._health.missed.append(name)
+                self._health.missed[name] = None
                 return None
             try:
                 return value(*args, **kwargs)
             except Exception as exc:  # MLflow raises many types, and requests' own
                 self._health.fail(name, exc)
-                self._health.missed.append(name)
+                self._health.missed[name] = None
                 return None
 
         return call
