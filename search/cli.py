@@ -99,6 +99,7 @@ READ: dict[str, dict[str, Any]] = {
     "trials": {"type": POSITIVE_INT},
     "budget": {"type": duration},
     "timeout": {"type": POSITIVE_FLOAT},
+    "reconnect_wait": {"type": POSITIVE_FLOAT},
     "sampler": {"choices": SAMPLERS},
     "pruner": {"choices": PRUNERS},
     "seed": {"type": int},

@@ -15,6 +15,7 @@ from typing import Any
 
 from data.splits import TEST_SIZE, VAL_SIZE
 from search.budget import FINAL_SHARE
+from search.reconnect import RECONNECT_WAIT
 from search.storage import HEARTBEAT_INTERVAL
 from search.urls import mask_url
 
@@ -54,6 +55,11 @@ class StudyConfig:
         "sqlite:///optuna.db",
         "Optuna storage URL: sqlite:///F, postgresql://..., mysql+pymysql://..., journal:F "
         f"(default: ${STORAGE_ENV} or {{default}})",
+    )
+    reconnect_wait: float = option(
+        RECONNECT_WAIT,
+        "seconds a worker waits for a database server that went away (a restart, a failover) "
+        "before it stops, its trial left to the others (default: {default:g})",
     )
     trials: int | None = option(
         TRIALS, "finished trials wanted in the study (default: {default}; with --budget, no limit)"

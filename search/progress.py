@@ -12,6 +12,7 @@ import optuna
 from tqdm import tqdm
 
 from search.objective import TrialHooks
+from search.reconnect import stderr_notice
 from search.train import StepMetrics
 
 
@@ -58,6 +59,16 @@ class Progress(TrialHooks):
     def waiting(self, line: str) -> None:
         """What this worker waits for while other workers finish (see ``search.recovery``)."""
         if self.bar is not None:
+            self.bar.set_postfix_str(line)
+
+    def storage_wait(self, kind: str, line: str) -> None:
+        """A database server that went away (``search.reconnect``): the wait on the bar, its
+        end as a line above it; without a bar, on stderr."""
+        if self.bar is None:
+            stderr_notice(kind, line)
+        elif kind == "back":
+            self.bar.write(line)
+        else:
             self.bar.set_postfix_str(line)
 
     def note(self, line: str) -> None:

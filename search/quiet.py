@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import optuna
 
 from search.feasible import CannotRun
+from search.reconnect import StorageLost
 
 
 def quiet_libraries(quiet: bool = False) -> None:
@@ -47,12 +48,12 @@ def _without_traceback(record: logging.LogRecord) -> bool:
 @contextlib.contextmanager
 def held_stderr() -> Iterator[io.StringIO]:
     """Hold what is written to ``sys.stderr`` inside the block; replay it if the block raises
-    anything but an interrupt (then the chatter may explain the failure)."""
+    anything but an interrupt or a lost storage (then the chatter may explain the failure)."""
     buffer = io.StringIO()
     try:
         with contextlib.redirect_stderr(buffer):
             yield buffer
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StorageLost):  # each says what happened in its own line
         raise
     except BaseException:
         sys.stderr.write(buffer.getvalue())

@@ -49,6 +49,7 @@ from search.objective import Objective, TrialHooks, TrialSettings
 from search.pipeline import Inputs, Run
 from search.progress import Progress
 from search.quiet import held_stderr, quiet_libraries
+from search.reconnect import StorageLost, lost_in
 from search.report import Summary, save_tables, summary_of
 from search.space import space_name
 from search.storage import check_storage, claim_lock, open_storage, results_dir
@@ -95,9 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, DataError) as exc:  # bad input: one line, nothing written
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    open_run(run)
-    if run.config.workers.worker:
-        return work(run)
+    try:
+        open_run(run)
+        return work(run) if run.config.workers.worker else lead(run)
+    except Exception as exc:  # the storage server gone past --reconnect-wait: one line, exit 1
+        if (lost := lost_in(exc)) is None:
+            raise
+        return storage_lost(run, lost)
+
+
+def lead(run: Run) -> int:
+    """Search, finish, report: the run of a person's command (not a --workers child)."""
     start, outcome = time.perf_counter(), Outcome()
     # SIGTERM is Ctrl-C from here to the summary: a signal at any moment ends every MLflow run
     # this process opened (KILLED) and prints what finished; the same command finishes the job.
@@ -113,6 +122,18 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
     print("\n".join(summary(run, outcome, stop, time.perf_counter() - start).lines()))
     return exit_status(run, stop)
+
+
+def storage_lost(run: Run, exc: StorageLost) -> int:
+    """The storage server stayed away: this process's MLflow runs end (its trial's run FAILED
+    by the objective, the rest KILLED), its trial is left to the study's next worker."""
+    if run.progress is not None:
+        run.progress.close()
+    if run.tracking is not None:
+        run.tracking.runs.end_final_killed()
+        run.tracking.runs.end_parent("KILLED")
+    print(f"error: {exc}", file=sys.stderr)
+    return 1
 
 
 def finish_or_interrupted(run: Run, outcome: Outcome, stop: Stop) -> Stop:
@@ -141,7 +162,8 @@ def prepare(argv: list[str] | None, started: float) -> Run:
     config = parse_args(argv, __doc__)
     inputs = check_inputs(config)
     inputs.command = command_line(sys.argv[1:] if argv is None else argv)
-    storage = open_storage(config.study.storage, heartbeat_interval=config.workers.heartbeat)
+    study = config.study
+    storage = open_storage(study.storage, config.workers.heartbeat, study.reconnect_wait)
     steps = trial_steps(config, len(inputs.splits.train[1]))
     check_resume(storage, config.study.name, config.training.epochs, steps)
     tracking = open_tracking(config, inputs.device)
@@ -229,6 +251,8 @@ def open_run(run: Run) -> None:
         done = finished_count(run.study, run.plan)
         run.progress = Progress(total_trials(run), done, run.steps, config.output.quiet)
         hooks.append(run.progress)
+        if hasattr(run.storage, "reconnect"):  # a database server: its blinks on the bar
+            run.storage.reconnect.notify = run.progress.storage_wait
     run.objective = objective(run, hooks)
 
 

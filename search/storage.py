@@ -15,6 +15,7 @@ once. The lock is released as soon as the trial is claimed, never held while tra
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import signal
 import tempfile
@@ -29,6 +30,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from search.errors import UserError
 from search.names import file_stem
+from search.reconnect import RECONNECT_WAIT, Reconnect, ReconnectingRDBStorage, is_disconnect
 from search.urls import (
     check_file,
     check_password_form,
@@ -88,9 +90,11 @@ def check_storage(url: str) -> None:
 
 
 def open_storage(
-    url: str, heartbeat_interval: int = HEARTBEAT_INTERVAL
+    url: str, heartbeat_interval: int = HEARTBEAT_INTERVAL, reconnect_wait: float = RECONNECT_WAIT
 ) -> optuna.storages.BaseStorage:
-    """Open (and create if needed) the storage; raise ``StorageError`` on any failure."""
+    """Open (and create if needed) the storage; raise ``StorageError`` on any failure. On a
+    database server, a dropped connection is retried for ``reconnect_wait`` seconds
+    (``search.reconnect``)."""
     try:
         if is_journal(url):
             path = journal_path(url)
@@ -104,26 +108,26 @@ def open_storage(
             raise OSError(f"directory {path.parent} does not exist")
         with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return _rdb(url, path is not None, heartbeat_interval)
+            return _rdb(url, path is not None, heartbeat_interval, reconnect_wait)
     except Exception as exc:  # drivers raise anything; the user gets one line
         raise StorageError(
             f"--storage {mask_url(url)}: cannot open: {first_line(exc, url)}"
         ) from None
 
 
-def _rdb(url: str, sqlite: bool, heartbeat_interval: int) -> RDBStorage:
+def _rdb(url: str, sqlite: bool, heartbeat_interval: int, wait: float) -> RDBStorage:
     """Processes started together on a fresh database would all create (or migrate) Optuna's
     tables at once: SQLite answers the losers "UNIQUE constraint failed: alembic_version",
     PostgreSQL "duplicate key ... pg_type". They take turns, only while the store opens."""
     if sqlite:
         with schema_lock(sqlite_path(url)):
-            return _rdb_storage(url, sqlite, heartbeat_interval)
+            return _rdb_storage(url, heartbeat_interval, None)
     from sqlalchemy import create_engine
 
     engine = create_engine(url)
     try:
         with SqlLock(engine, "fashion-search:schema"):
-            return _rdb_storage(url, sqlite, heartbeat_interval)
+            return _rdb_storage(url, heartbeat_interval, Reconnect(url, wait))
     finally:
         engine.dispose()
 
@@ -139,15 +143,21 @@ IDLE_IN_TRANSACTION_MS = 20_000
 def _engine_kwargs(url: str, sqlite: bool) -> dict | None:
     if sqlite:  # wait for a lock instead of failing at once
         return {"connect_args": {"timeout": 60}}
+    # A server that restarted left the pool's connections dead: ping one before using it.
+    kwargs: dict = {"pool_pre_ping": True}
     if url.startswith("postgresql"):
         timeout = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
-        return {"connect_args": {"options": timeout}}
-    return None
+        kwargs["connect_args"] = {"options": timeout}
+    return kwargs
 
 
-def _rdb_storage(url: str, sqlite: bool, heartbeat_interval: int) -> RDBStorage:
-    storage = RDBStorage(
+def _rdb_storage(url: str, heartbeat_interval: int, reconnect: Reconnect | None) -> RDBStorage:
+    """SQLite (``reconnect`` None) has no server to lose; a server's storage reconnects."""
+    sqlite = reconnect is None
+    extra = {} if sqlite else {"reconnect": reconnect}
+    storage = (RDBStorage if sqlite else ReconnectingRDBStorage)(
         url,
+        **extra,
         engine_kwargs=_engine_kwargs(url, sqlite),
         heartbeat_interval=heartbeat_interval,
         grace_period=heartbeat_interval * GRACE_FACTOR,
@@ -245,17 +255,25 @@ class FileLock(Lock):
 
 class SqlLock(Lock):
     """A database-wide named lock held on one dedicated connection: PostgreSQL's advisory
-    lock, MySQL's ``GET_LOCK``."""
+    lock, MySQL's ``GET_LOCK``. With the storage's ``Reconnect`` policy, taking it waits out a
+    server that blinks; a lock whose connection died was released by the server with it."""
 
-    def __init__(self, engine, key: str) -> None:
+    def __init__(self, engine, key: str, reconnect: Reconnect | None = None) -> None:
         super().__init__()
-        self.engine, self.key, self.conn = engine, key, None
+        self.engine, self.key, self.conn, self.reconnect = engine, key, None, reconnect
         self.postgres = engine.dialect.name == "postgresql"
         self.number = int(hashlib.sha1(key.encode()).hexdigest()[:15], 16)
 
     def _acquire(self) -> None:
+        if self.reconnect is None:
+            self._take()
+        else:
+            self.reconnect.call("claim lock", self._take)
+
+    def _take(self) -> None:
         from sqlalchemy import text
 
+        self._drop_connection()
         # Autocommit: the session-level lock outlives transactions, and the connection is never
         # "idle in transaction" (which PostgreSQL ends, see IDLE_IN_TRANSACTION_MS).
         self.conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
@@ -268,19 +286,29 @@ class SqlLock(Lock):
     def _release(self) -> None:
         from sqlalchemy import text
 
-        if self.postgres:
-            self.conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.number})
-        else:
-            self.conn.execute(text("SELECT RELEASE_LOCK(:k)"), {"k": self.key[:64]})
-        self.conn.close()
-        self.conn = None
+        try:
+            if self.postgres:
+                self.conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.number})
+            else:
+                self.conn.execute(text("SELECT RELEASE_LOCK(:k)"), {"k": self.key[:64]})
+        except Exception as exc:
+            if not is_disconnect(exc):
+                raise
+        finally:
+            self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        if self.conn is not None:
+            conn, self.conn = self.conn, None
+            with contextlib.suppress(Exception):  # a dead connection cannot even close
+                conn.close()
 
 
 def claim_lock(storage: optuna.storages.BaseStorage, url: str, study_name: str) -> Lock:
     """The study's claim lock: on the database for PostgreSQL/MySQL, else a file beside it."""
     key = f"fashion-search:{study_name}"
     if isinstance(storage, RDBStorage) and sqlite_path(url) is None:
-        return SqlLock(storage.engine, key)
+        return SqlLock(storage.engine, key, getattr(storage, "reconnect", None))
     path = journal_path(url) if is_journal(url) else sqlite_path(url)
     if path is None:  # in-memory SQLite: one process by construction
         path = Path(tempfile.gettempdir()) / f"{hashlib.sha1(key.encode()).hexdigest()}.lock"

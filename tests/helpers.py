@@ -8,6 +8,7 @@ import io
 import multiprocessing
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -260,3 +261,108 @@ def inner_pid(outer: subprocess.Popen, timeout: float = 30) -> int:
             return int(children[0])
         time.sleep(0.05)
     raise AssertionError("the namespaced worker did not start")
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of its own (``initdb`` in a temporary directory, a free port on
+    127.0.0.1), for the tests that restart or stop the database under a worker: the suite's
+    shared server must stay up for the tests running beside them. Run as the ``postgres``
+    user (``initdb`` refuses root)."""
+
+    BIN = Path("/usr/lib/postgresql") / "15" / "bin"
+
+    def __init__(self) -> None:
+        import socket
+
+        # Not under pytest's tmp_path: the postgres user cannot enter root's private directory.
+        self.root = Path(tempfile.mkdtemp(prefix="fashion-search-pg-"))
+        with socket.socket() as s:  # a port free now; the server takes it a moment later
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        subprocess.run(["chown", "postgres", str(self.root)], check=True)
+        self._as_postgres("initdb", "-D", str(self.root / "data"), "-A", "trust", "-U", "postgres")
+        self.start()
+
+    def url(self, password: str = "") -> str:
+        secret = f":{password}" if password else ""
+        return f"postgresql://postgres{secret}@127.0.0.1:{self.port}/postgres"
+
+    def _as_postgres(self, tool: str, *args: str) -> None:
+        command = ["runuser", "-u", "postgres", "--", str(self.BIN / tool), *args]
+        subprocess.run(command, check=True, capture_output=True, cwd=self.root)
+
+    def _ctl(self, action: str, *args: str) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        data, log = str(self.root / "data"), str(self.root / "log")
+        self._as_postgres("pg_ctl", "-D", data, "-w", "-l", log, "-o", options, action, *args)
+
+    def start(self) -> None:
+        self._ctl("start")
+
+    def stop(self) -> None:
+        """Fast shutdown: every client's session ends with ``AdminShutdown``, as in a restart
+        by an operator or a failover."""
+        self._ctl("stop", "-m", "fast")
+
+    def restart(self) -> None:
+        self._ctl("restart", "-m", "fast")
+
+    def close(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._ctl("stop", "-m", "immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class PrivateMariaDB:
+    """A MariaDB server of its own (``mariadb-install-db`` in a temporary directory, a free
+    port on 127.0.0.1, root without a password), stopped and started under a worker like
+    ``PrivatePostgres``."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.root = Path(tempfile.mkdtemp(prefix="fashion-search-maria-"))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        subprocess.run(["chown", "mysql", str(self.root)], check=True)
+        install = ["mariadb-install-db", f"--datadir={self.root / 'data'}", "--user=mysql"]
+        root_login = "--auth-root-authentication-method=normal"  # root@127.0.0.1, no password
+        subprocess.run([*install, root_login, "--skip-test-db"], check=True, capture_output=True)
+        self.server: subprocess.Popen | None = None
+        self.start()
+        self._admin("-e", "CREATE DATABASE optuna")
+
+    def url(self) -> str:
+        return f"mysql+pymysql://root@127.0.0.1:{self.port}/optuna"
+
+    def _admin(self, *args: str) -> subprocess.CompletedProcess:
+        command = ["mariadb", "-h", "127.0.0.1", "-P", str(self.port), "-u", "root", *args]
+        return subprocess.run(command, capture_output=True)
+
+    def start(self) -> None:
+        data, sock = f"--datadir={self.root / 'data'}", f"--socket={self.root / 'sock'}"
+        self.server = subprocess.Popen(
+            ["mariadbd", data, sock, f"--port={self.port}", "--user=mysql"]
+            + ["--bind-address=127.0.0.1", "--skip-networking=0"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while self._admin("-e", "SELECT 1").returncode != 0:
+            assert self.server.poll() is None, "mariadbd exited"
+            assert time.monotonic() < deadline, "mariadbd did not answer in 60 s"
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """A clean shutdown (what ``systemctl restart`` does): clients' connections are cut."""
+        if self.server is not None:
+            self.server.terminate()
+            self.server.wait(timeout=60)
+            self.server = None
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.kill()
+            self.server.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
