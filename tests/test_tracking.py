@@ -25,7 +25,7 @@ from data import CLASSES
 from search.run import main
 from search.viewers import CHROMIUM, CHROMIUM_FLAGS, serving, wait_http
 from tests.conftest import KILLABLE, QUICK, THREADS, mlflow_server
-from tests.helpers import BAD, GOOD, cli, forked, load, start
+from tests.helpers import BAD, GOOD, cli, forked, in_process, load, start
 
 TRACKED = [a for a in QUICK if a != "--no-mlflow"]
 
@@ -493,6 +493,54 @@ def test_sigterm_during_the_final_fit_ends_every_run_and_the_same_command_finish
     again = cli(args, tmp_path)
     assert again.returncode == 0, again.stderr
     assert client.get_model_version_by_alias("term-model", "champion").tags["study"] == "term"
+
+
+# Where each stage of the end begins: the signal is sent to this process as it starts.
+STAGE_STARTS = {
+    "the re-runs of the top trials": ("search.winner", "for_run"),
+    "the test evaluation": ("search.run", "evaluate_and_predict"),
+    "the pictures": ("search.run", "pictures"),
+    "the registration": ("search.tracking", "Tracking.register"),
+}
+
+
+@pytest.mark.parametrize("stage", list(STAGE_STARTS))
+def test_sigterm_at_each_stage_of_the_end_ends_every_run_and_the_same_command_finishes(
+    server, tmp_path, monkeypatch, stage
+):
+    """A real SIGTERM to the run as the stage begins (the final fit's case is above): exit
+    130, the summary names the stage, no MLflow run is left RUNNING; the same command then
+    registers the champion."""
+    import importlib
+
+    name = "stage-" + stage.split()[1]
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.create_study(study_name=name, storage=storage, direction="maximize").enqueue_trial(GOOD)
+    args = [*TRACKED, "--trials", "1", "--final-epochs", "1", "--study", name]
+    args += ["--registered-model", f"{name}-model", "--tracking-uri", server]
+    module, path = STAGE_STARTS[stage]
+    owner = importlib.import_module(module)
+    *owners, attribute = path.split(".")
+    for part in owners:
+        owner = getattr(owner, part)
+    original = getattr(owner, attribute)
+
+    def signalled(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered here, before the stage's work
+        return original(*a, **k)
+
+    monkeypatch.setattr(owner, attribute, signalled)
+    first = in_process(args, tmp_path)
+    assert first.returncode == 130, first.stderr
+    assert f"interrupted during {stage}" in first.stdout and "Traceback" not in first.stderr
+    client = MlflowClient(server)
+    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+    assert runs and [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
+    monkeypatch.setattr(owner, attribute, original)
+    again = in_process(args, tmp_path)
+    assert again.returncode == 0, again.stderr
+    champion = client.get_model_version_by_alias(f"{name}-model", "champion")
+    assert champion.tags["study"] == name
 
 
 def _final_fits(client: MlflowClient, experiment: str) -> list:
