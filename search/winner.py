@@ -4,7 +4,8 @@ A trial's value is one training run on one seed, validated once; two seeds of on
 configuration differ by a few thousandths, as much as the top trials of a study differ from
 each other. So before the final fit the top ``k`` complete trials (``--reruns``, default 3) are
 each trained once more exactly as the trial was (same length, same data) on another seed, and
-the winner is the best mean over its runs. Under ``--budget``, a configuration too slow to train
+the winner is the best mean over its runs; a single complete trial wins unopposed and is not
+re-run (its time goes to the final fit). Under ``--budget``, a configuration too slow to train
 ``MIN_FINAL_EPOCHS`` in what the budget leaves for its final fit is passed over (its measured
 rate says so). The summary says what was chosen over what and how
 far apart a configuration's runs are: ``trial #25 chosen over #31 and #17 (val 0.9118 +-
@@ -62,10 +63,15 @@ class Choice:
     winner: Candidate
     others: tuple[Candidate, ...] = ()  # the rest of the top k, best mean first
     skipped: int = 0  # re-runs the budget had no time for
+    alone: bool = False  # the only complete trial: nothing to choose, nothing re-run
 
     def line(self) -> str:
         """One line for the summary: what won, over what, and how noisy its figure is."""
         w = self.winner
+        if w.spread is None and not self.others:
+            return (
+                f"trial #{w.number} chosen, the only complete trial (val {w.mean:.4f}, not re-run)"
+            )
         if w.spread is None:
             why = " (no time left to re-run it)" if self.skipped else ""
             noise = f"val {w.mean:.4f} on 1 run: its noise is unknown{why}"
@@ -137,7 +143,9 @@ def choose(study: optuna.Study, k: int, how: Reruns) -> Choice | None:
         return None
     done: dict[str, list[float]] = dict(study.user_attrs.get("reruns", {}))
     skipped = 0
-    for trial in top[:k]:
+    # The only complete trial wins whatever a re-run says: its time goes to the final fit.
+    alone = len(top_trials(study, 2, how.final_epochs)) == 1
+    for trial in top[:k] if not alone else ():
         if done.get(str(trial.number)):
             continue
         seconds = trial.user_attrs.get("train_seconds", 0.0) * MARGIN
@@ -155,7 +163,7 @@ def choose(study: optuna.Study, k: int, how: Reruns) -> Choice | None:
             how.on_rerun(trial, seed, value, time.perf_counter() - start)
     candidates = [Candidate(t.number, (t.value, *done.get(str(t.number), []))) for t in top]
     ranked = sorted(candidates, key=lambda c: (-c.mean, -c.values[0], c.number))
-    choice = Choice(ranked[0], tuple(ranked[1:]), skipped)
+    choice = Choice(ranked[0], tuple(ranked[1:]), skipped, alone)
     study.set_user_attr("winner", choice.record())
     return choice
 

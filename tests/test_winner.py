@@ -113,6 +113,15 @@ def test_no_re_runs_means_the_best_trial_and_an_unknown_noise():
     assert choose(optuna.create_study(), 3, reruns_of(None)) is None
 
 
+def test_the_only_complete_trial_wins_unopposed_and_is_not_re_run(small_splits):
+    recorder = Recorder()
+    choice = choose(study_of([0.9]), 3, reruns_of(small_splits, recorder=recorder))
+    assert recorder.started == [] and choice.winner == Candidate(0, (0.9,))
+    assert choice.line() == "trial #0, the only complete trial (val 0.9000, not re-run)"
+    two = choose(study_of([0.9, 0.8]), 1, reruns_of(small_splits, recorder=recorder))
+    assert recorder.started == [0] and len(two.winner.values) == 2  # --reruns 1 still re-runs
+
+
 def test_a_budget_without_room_skips_the_re_runs_and_says_so():
     budget = Budget(10.0)
     budget.reserve = 10.0  # all of it kept for the final fit
