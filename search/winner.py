@@ -68,10 +68,8 @@ class Choice:
     def line(self) -> str:
         """One line for the summary: what won, over what, and how noisy its figure is."""
         w = self.winner
-        if w.spread is None and not self.others:
-            return (
-                f"trial #{w.number} chosen, the only complete trial (val {w.mean:.4f}, not re-run)"
-            )
+        if self.alone:
+            return f"trial #{w.number}, the only complete trial (val {w.mean:.4f}, not re-run)"
         if w.spread is None:
             why = " (no time left to re-run it)" if self.skipped else ""
             noise = f"val {w.mean:.4f} on 1 run: its noise is unknown{why}"
