@@ -16,6 +16,7 @@ import torch
 from data import Splits
 from search.budget import END_SECONDS, END_SECONDS_UNTRACKED, Budget
 from search.config import RunConfig
+from search.storage_url import StorageURL
 
 if TYPE_CHECKING:  # only for the annotations: none of these is needed to build a Run
     import optuna
@@ -34,6 +35,7 @@ class Inputs:
     grid: dict[str, list] | None
     device: torch.device
     splits: Splits
+    storage_url: StorageURL  # --storage, checked (password masked when shown)
     command: str = ""  # as typed, secrets masked: a new study records what created it
 
 

@@ -14,7 +14,7 @@ from data.splits import TEST_SIZE
 from search.config import RunConfig
 from search.grid import run_table
 from search.names import file_stem
-from search.storage import results_dir
+from search.storage_url import StorageURL
 from search.study import CANNOT_RUN_STREAK, Ended, Stop
 from search.urls import mask_url
 
@@ -56,7 +56,7 @@ def save_table(frame: pd.DataFrame, stem: Path) -> list[Path]:
 
 def save_tables(study: optuna.Study, grid: dict | None, config: RunConfig) -> list[Path]:
     """The trials table, and in grid mode RunManager's (also printed), beside the study."""
-    out = results_dir(config.study.storage)
+    out = StorageURL.parse(config.study.storage).results_dir()
     stem = file_stem(config.study.name)  # a study name may hold anything; files may not
     files = save_table(trials_table(study), out / f"{stem}-trials")
     if grid:

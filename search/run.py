@@ -52,7 +52,8 @@ from search.quiet import held_stderr, quiet_libraries
 from search.reconnect import StorageLost, lost_in
 from search.report import Summary, save_tables, summary_of
 from search.space import space_name
-from search.storage import check_storage, claim_lock, open_storage, results_dir
+from search.storage import claim_lock, open_storage
+from search.storage_url import StorageURL
 from search.study import (
     Ended,
     Stop,
@@ -162,8 +163,8 @@ def prepare(argv: list[str] | None, started: float) -> Run:
     config = parse_args(argv, __doc__)
     inputs = check_inputs(config)
     inputs.command = command_line(sys.argv[1:] if argv is None else argv)
-    study = config.study
-    storage = open_storage(study.storage, config.workers.heartbeat, study.reconnect_wait)
+    wait = config.study.reconnect_wait
+    storage = open_storage(inputs.storage_url, config.workers.heartbeat, wait)
     steps = trial_steps(config, len(inputs.splits.train[1]))
     check_resume(storage, config.study.name, config.training.epochs, steps)
     tracking = open_tracking(config, inputs.device)
@@ -175,7 +176,8 @@ def check_inputs(config: RunConfig) -> Inputs:
     device = resolve_device(config.data.device)
     if config.tracking.enabled:
         check_tracking_uri(config.tracking.uri or mlflow_default_uri())
-    check_storage(config.study.storage)
+    storage_url = StorageURL.parse(config.study.storage)
+    storage_url.check()
     data = config.data
     splits = load_splits(
         data.data_dir,
@@ -187,7 +189,7 @@ def check_inputs(config: RunConfig) -> Inputs:
     )
     if grid is not None:  # a value that can never run here (device, batch vs. data) is refused
         check_grid(grid, len(splits.train[1]), config.study.grid)
-    return Inputs(grid, device, splits)
+    return Inputs(grid, device, splits, storage_url)
 
 
 def command_line(argv: list[str]) -> str:
@@ -232,7 +234,7 @@ def open_run(run: Run) -> None:
     if config.workers.worker:
         die_with_supervisor()
     torch.set_num_threads(config.workers.threads)
-    run.lock = claim_lock(run.storage, config.study.storage, config.study.name)
+    run.lock = claim_lock(run.storage, run.inputs.storage_url, config.study.name)
     space, images = space_name(run.inputs.device.type), len(run.splits.train[1])
     settings = study_settings(config.study, config.training.epochs, run.steps, images, space)
     settings["command"] = run.inputs.command
@@ -269,7 +271,7 @@ def artifact_dir(config: RunConfig) -> Path:
     """Optuna artifacts live beside a file-based study (else in the working directory)."""
     if config.output.artifact_dir:
         return Path(config.output.artifact_dir)
-    return results_dir(config.study.storage) / ARTIFACTS
+    return StorageURL.parse(config.study.storage).results_dir() / ARTIFACTS
 
 
 def trial_hooks(run: Run) -> list[TrialHooks]:
@@ -369,7 +371,7 @@ def announce(run: Run) -> None:
     if not config.output.quiet:
         study, workers = config.study, config.workers
         print(
-            f"study {study.name!r} on {mask_url(study.storage)}: {study.sampler} sampler, "
+            f"study {study.name!r} on {run.inputs.storage_url}: {study.sampler} sampler, "
             f"{study.pruner} pruner, {describe(run.inputs.device)}, torch {torch.__version__}, "
             f"{workers.workers} worker(s) x {workers.threads} thread(s)"
         )

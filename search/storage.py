@@ -1,4 +1,5 @@
-"""Open the Optuna storage named by ``--storage``, mask its password, and claim work in it.
+"""Open the Optuna storage that ``--storage`` names (a ``search.storage_url.StorageURL``) and
+claim work in it.
 
 - ``sqlite:///optuna.db`` (default), ``postgresql://...``, ``mysql+pymysql://...``: Optuna's
   RDB storage with heartbeats, so a worker killed mid-trial leaves a trial that the next
@@ -18,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import signal
-import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -28,17 +28,8 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-from search.errors import UserError
-from search.names import file_stem
 from search.reconnect import RECONNECT_WAIT, Reconnect, ReconnectingRDBStorage, is_disconnect
-from search.urls import (
-    check_file,
-    check_password_form,
-    check_server,
-    first_line,
-    mask_url,
-    sqlite_path,
-)
+from search.storage_url import StorageURL
 
 HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats; a write per 10 s is free
 GRACE_FACTOR = 3  # a trial is stale after 3 missed beats: tolerant of a busy CPU
@@ -46,88 +37,40 @@ GRACE_FACTOR = 3  # a trial is stale after 3 missed beats: tolerant of a busy CP
 DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class StorageError(UserError, ValueError):
-    """The storage URL cannot be used; the message is one line with the password masked."""
-
-
-def is_journal(url: str) -> bool:
-    return url.startswith("journal:") or url.endswith(".journal")
-
-
-def journal_path(url: str) -> Path:
-    return Path(url.removeprefix("journal:"))
-
-
-def results_dir(url: str) -> Path:
-    """Where the trials table is saved: beside a file-based study, else the working dir."""
-    path = journal_path(url) if is_journal(url) else sqlite_path(url)
-    return path.parent if path is not None else Path.cwd()
-
-
-def check_storage(url: str) -> None:
-    """Everything about ``url`` that can be known without writing anything: the form, the
-    directory, a file that is read-only or not a database, a server that does not answer.
-    Raises ``StorageError`` (one line, password masked)."""
-    try:
-        if is_journal(url):
-            check_file(journal_path(url), sqlite=False)
-        elif "://" not in url:
-            raise ValueError("not a storage URL (sqlite:///FILE, postgresql://..., journal:FILE)")
-        elif (path := sqlite_path(url)) is not None:
-            check_file(path, sqlite=True)
-        elif url.startswith("sqlite:"):
-            raise ValueError(
-                "an in-memory SQLite database ends with this process and has no lock for "
-                "workers; use sqlite:///FILE"
-            )
-        else:
-            check_password_form(url)
-            check_server(url)
-    except Exception as exc:  # drivers raise anything; the user gets one line
-        raise StorageError(
-            f"--storage {mask_url(url)}: cannot open: {first_line(exc, url)}"
-        ) from None
-
-
 def open_storage(
-    url: str, heartbeat_interval: int = HEARTBEAT_INTERVAL, reconnect_wait: float = RECONNECT_WAIT
+    url: StorageURL | str,
+    heartbeat_interval: int = HEARTBEAT_INTERVAL,
+    reconnect_wait: float = RECONNECT_WAIT,
 ) -> optuna.storages.BaseStorage:
     """Open (and create if needed) the storage; raise ``StorageError`` on any failure. On a
     database server, a dropped connection is retried for ``reconnect_wait`` seconds
     (``search.reconnect``)."""
+    url = StorageURL.parse(url) if isinstance(url, str) else url
     try:
-        if is_journal(url):
-            path = journal_path(url)
-            if not path.parent.is_dir():
-                raise OSError(f"directory {path.parent} does not exist")
-            return JournalStorage(JournalFileBackend(str(path)))
-        if "://" not in url:
-            raise ValueError("not a storage URL (sqlite:///FILE, postgresql://..., journal:FILE)")
-        path = sqlite_path(url)
-        if path is not None and not path.resolve().parent.is_dir():
-            raise OSError(f"directory {path.parent} does not exist")
+        if url.path is not None and not url.path.resolve().parent.is_dir():
+            raise OSError(f"directory {url.path.parent} does not exist")
+        if url.journal:
+            return JournalStorage(JournalFileBackend(str(url.path)))
         with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return _rdb(url, path is not None, heartbeat_interval, reconnect_wait)
+            return _rdb(url, heartbeat_interval, reconnect_wait)
     except Exception as exc:  # drivers raise anything; the user gets one line
-        raise StorageError(
-            f"--storage {mask_url(url)}: cannot open: {first_line(exc, url)}"
-        ) from None
+        raise url.error(exc) from None
 
 
-def _rdb(url: str, sqlite: bool, heartbeat_interval: int, wait: float) -> RDBStorage:
+def _rdb(url: StorageURL, heartbeat_interval: int, wait: float) -> RDBStorage:
     """Processes started together on a fresh database would all create (or migrate) Optuna's
     tables at once: SQLite answers the losers "UNIQUE constraint failed: alembic_version",
     PostgreSQL "duplicate key ... pg_type". They take turns, only while the store opens."""
-    if sqlite:
-        with schema_lock(sqlite_path(url)):
-            return _rdb_storage(url, heartbeat_interval, None)
+    if url.path is not None:
+        with schema_lock(url.path):
+            return _rdb_storage(url.text, heartbeat_interval, None)
     from sqlalchemy import create_engine
 
-    engine = create_engine(url)
+    engine = create_engine(url.text)
     try:
         with SqlLock(engine, "fashion-search:schema"):
-            return _rdb_storage(url, heartbeat_interval, Reconnect(url, wait))
+            return _rdb_storage(url.text, heartbeat_interval, Reconnect(url.text, wait))
     finally:
         engine.dispose()
 
@@ -304,12 +247,13 @@ class SqlLock(Lock):
                 conn.close()
 
 
-def claim_lock(storage: optuna.storages.BaseStorage, url: str, study_name: str) -> Lock:
+def claim_lock(
+    storage: optuna.storages.BaseStorage, url: StorageURL | str, study_name: str
+) -> Lock:
     """The study's claim lock: on the database for PostgreSQL/MySQL, else a file beside it."""
-    key = f"fashion-search:{study_name}"
-    if isinstance(storage, RDBStorage) and sqlite_path(url) is None:
+    url = StorageURL.parse(url) if isinstance(url, str) else url
+    path = url.beside(study_name)
+    if path is None:
+        key = f"fashion-search:{study_name}"
         return SqlLock(storage.engine, key, getattr(storage, "reconnect", None))
-    path = journal_path(url) if is_journal(url) else sqlite_path(url)
-    if path is None:  # in-memory SQLite: one process by construction
-        path = Path(tempfile.gettempdir()) / f"{hashlib.sha1(key.encode()).hexdigest()}.lock"
-    return FileLock(path.with_name(f"{path.name}.{file_stem(study_name)}.lock"))
+    return FileLock(path)

@@ -41,7 +41,8 @@ from search.grid import combinations
 from search.recovery import recover, retry_interrupted, sign, waiting_line
 from search.samplers import make_pruner, make_sampler
 from search.space import DEVICE_WARM_START, WARM_START_NOTE
-from search.storage import GRACE_FACTOR, Lock, is_journal
+from search.storage import GRACE_FACTOR, Lock
+from search.storage_url import StorageURL
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 OPEN_STRIDE = 100_003  # sampler seeds of successive openings of one study stay far apart
@@ -378,6 +379,6 @@ def plan_for(
         ),
         poll_seconds=config.workers.poll_seconds,
         end_seconds=end_seconds,
-        journal=is_journal(config.study.storage),
+        journal=StorageURL.parse(config.study.storage).journal,
         grace_seconds=config.workers.heartbeat * GRACE_FACTOR,
     )

@@ -183,9 +183,10 @@ def load(storage: str, name: str) -> optuna.Study:
     """The study as the CLI opens it (``journal:FILE`` included). A database connection is
     closed as soon as it is given back: tests poll, and pooled connections of discarded
     studies would pile up until PostgreSQL refuses clients (``too many clients``)."""
-    from search.storage import is_journal, open_storage
+    from search.storage import open_storage
+    from search.storage_url import StorageURL
 
-    if is_journal(storage):
+    if StorageURL.parse(storage).journal:
         opened = open_storage(storage)
     else:
         opened = optuna.storages.RDBStorage(storage, engine_kwargs={"poolclass": NullPool})

@@ -9,7 +9,8 @@ import threading
 import filelock
 import pytest
 
-from search.storage import StorageError, claim_lock, open_storage
+from search.storage import claim_lock, open_storage
+from search.storage_url import StorageError
 from search.urls import mask_url
 
 
