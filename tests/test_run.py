@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -88,7 +89,7 @@ def test_final_fit_trains_the_winning_configuration_on_train_and_validation(fini
     study = load(f"sqlite:///{cwd / 'optuna.db'}", AWKWARD)
     best = study.user_attrs["winner"]["trial"]  # the study's now, after the resume
     chosen = [line for line in first.stdout.splitlines() if line.startswith("winner: trial #")]
-    first_winner = int(chosen[0].split("#")[1].split()[0])
+    first_winner = int(re.match(r"winner: trial #(\d+)", chosen[0]).group(1))
     assert f"final fit of trial #{first_winner}: 1 epochs on train + validation" in first.stdout
     assert study.user_attrs["test_accuracy"]["trial"] == best
 
