@@ -75,20 +75,23 @@ class StorageLost(RuntimeError):
     """The storage server stayed unreachable past ``--reconnect-wait``: one line, masked."""
 
 
+def _chain(exc: BaseException | None, depth: int = 10):
+    """``exc`` and what it was raised from or while handling, nearest first."""
+    while exc is not None and depth > 0:
+        yield exc
+        exc, depth = exc.__cause__ or exc.__context__, depth - 1
+
+
 def disconnect_of(exc: BaseException) -> BaseException | None:
     """The lost or refused connection ``exc`` is (or was raised from), which a reconnect cures,
     as the driver said it; ``None`` for bad data, a constraint or a programming error."""
     from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
-    seen: BaseException | None = exc
-    for _ in range(5):  # Optuna wraps SQLAlchemy's error, which wraps the driver's
-        if seen is None:
-            return None
+    for seen in _chain(exc, 5):  # Optuna wraps SQLAlchemy's error, which wraps the driver's
         if isinstance(seen, DisconnectionError | OperationalError | InterfaceError) or (
             isinstance(seen, DBAPIError) and seen.connection_invalidated
         ):
             return getattr(seen, "orig", None) or seen
-        seen = seen.__cause__ or seen.__context__
     return None
 
 
@@ -100,12 +103,7 @@ def lost_in(exc: BaseException) -> StorageLost | None:
     """The ``StorageLost`` that ``exc`` is or was raised while handling: Optuna's clean-up of
     a trial reads the lost storage again and fails with an error of its own
     (``UnboundLocalError`` in ``optuna.study._optimize._run_trial``, Optuna 5.0)."""
-    seen: BaseException | None = exc
-    for _ in range(10):
-        if seen is None or isinstance(seen, StorageLost):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
+    return next((e for e in _chain(exc) if isinstance(e, StorageLost)), None)
 
 
 def stderr_notice(kind: str, line: str) -> None:
