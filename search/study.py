@@ -33,7 +33,7 @@ import optuna
 from optuna.trial import TrialState
 
 from data import Splits
-from search.budget import END_SECONDS, MARGIN, Budget, slowest_rate
+from search.budget import END_SECONDS, MARGIN, PLATEAU_EPOCHS, Budget, best_rate, slowest_rate
 from search.config import RunConfig, StudyConfig
 from search.errors import UserError
 from search.feasible import CannotRun
@@ -108,6 +108,7 @@ class StudyPlan:
     budget: Budget = field(default_factory=lambda: Budget(None))
     trial_images: int = 0  # training images in one whole trial
     final_images: int = 0  # training images in the final fit (0: none, or it fills a share)
+    epoch_images: int = 0  # training images in one final-fit epoch (train + validation)
     final_share: float = 0.0  # of --budget kept for the final fit from the start (0: fixed)
     reruns: int = 0  # top trials re-run before the final fit (search.winner)
     start_images: int = 0  # what a started trial trains at least: its first step, if pruned
@@ -116,13 +117,17 @@ class StudyPlan:
     grace_seconds: float = 30.0  # RDB storages: a silent trial is failed after this long
 
 
-def final_reserve(plan: StudyPlan, rate: float | None) -> float:
-    """Seconds kept for the final fit and the end of the run: the budget's final share, or
-    the fixed final fit at ``rate`` (seconds per image; unknown before a trial completes)."""
-    if plan.final_share and plan.budget.seconds is not None:  # a share of the working time
-        final = plan.final_share * max(0.0, plan.budget.seconds - plan.end_seconds)
+def final_reserve(plan: StudyPlan, study: optuna.Study) -> float:
+    """Seconds kept for the final fit and the end of the run. Under --budget: the final
+    share of the working time, or more, up to all of it, for ``PLATEAU_EPOCHS`` of the
+    incumbent at its trial's rate; else the fixed final fit at the slowest trial's rate
+    (unknown before a trial completes)."""
+    if plan.final_share and plan.budget.seconds is not None:
+        working = max(0.0, plan.budget.seconds - plan.end_seconds)
+        plateau = (best_rate(study) or 0.0) * plan.epoch_images * PLATEAU_EPOCHS
+        final = max(plan.final_share * working, min(working, plateau))
     else:
-        final = (rate or 0.0) * plan.final_images * MARGIN
+        final = (slowest_rate(study) or 0.0) * plan.final_images * MARGIN
     return final + plan.end_seconds
 
 
@@ -136,7 +141,7 @@ def budget_allows_trial(study: optuna.Study, plan: StudyPlan) -> bool:
     if rate is None:
         plan.budget.reserve = plan.end_seconds
         return plan.budget.allows(0.0)
-    plan.budget.reserve = final_reserve(plan, rate) + rerun_reserve(study, plan.reruns)
+    plan.budget.reserve = final_reserve(plan, study) + rerun_reserve(study, plan.reruns)
     return plan.budget.allows(rate * plan.start_images * MARGIN)
 
 
@@ -370,6 +375,7 @@ def plan_for(
         budget=budget,
         trial_images=training.epochs * train_images,
         final_images=(final or 0) * (train_images + len(splits.val[1])),
+        epoch_images=train_images + len(splits.val[1]),
         final_share=training.final_share if final is None else 0.0,
         reruns=training.reruns,
         start_images=(

@@ -11,7 +11,10 @@ prunes there). Intermediate steps are validated on ``probe`` (a small stratified
 validation split) when one is given, the last step always on the whole ``val`` split.
 
 The learning rate follows ``schedule`` over the whole budget (per batch), so a trial pruned
-early is judged on the same part of its schedule as every other trial at that step. Loss and
+early is judged on the same part of its schedule as every other trial at that step. Given
+``seconds`` (a final fit under ``--budget``), the schedule follows whichever is further along,
+the batches or the clock, and training ends when the time is spent: a machine slower than the
+fit was priced at still ends its schedule (the rate annealed), only with fewer epochs. Loss and
 correct counts are accumulated on the device and read once per step. A non-finite loss raises
 ``Diverged``. Same seed, config and CPU: same numbers, run after run.
 """
@@ -164,13 +167,14 @@ def fit(
     data: Split,
     val: Split | None = None,
     on_step: Callable[[StepMetrics], bool | None] | None = None,
+    seconds: float | None = None,
 ) -> tuple[nn.Module, TrainResult]:
     """A configuration trained from its seed (``config.seed`` seeds the initial weights as well
     as the batches): the one way trials' re-runs, the final fit, retraining and the
-    benchmarks train."""
+    benchmarks train. ``seconds``: see ``train``."""
     torch.manual_seed(config.seed)
     model = build_model(model_config)
-    return model, train(model, data, config, val, on_step=on_step)
+    return model, train(model, data, config, val, on_step=on_step, seconds=seconds)
 
 
 def seconds_per_image(
@@ -192,7 +196,8 @@ def seconds_per_image(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = build_model(model_config).to(images.device, memory_format=torch.channels_last)
-        one_batch = _BatchStep(model.train(), config, total_batches=10**6)  # lr stays near base
+        # lr stays near its base value, as through most of a fit
+        one_batch = _BatchStep(model.train(), config, total_batches=10**6, clock=_Clock(None))
         timed, start = 0, 0.0
         while timed < batches or time.perf_counter() - start < seconds:
             index = torch.randint(len(labels), (size,), device=images.device)
@@ -222,8 +227,10 @@ def train(
     val: Split | None = None,
     probe: Split | None = None,
     on_step: Callable[[StepMetrics], bool | None] | None = None,
+    seconds: float | None = None,
 ) -> TrainResult:
-    """Train ``model`` (moved to the data's device, channels-last) for the whole budget."""
+    """Train ``model`` (moved to the data's device, channels-last) for the whole budget, or
+    until ``seconds`` of training have passed, the schedule then following the clock."""
     images, labels = data
     model.to(device=images.device, memory_format=torch.channels_last)
     batches = Batches(
@@ -232,14 +239,16 @@ def train(
     if len(batches) == 0:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {len(labels)} train images")
     ends = step_ends(config, len(batches))
-    one_batch = _BatchStep(model, config, ends[-1])
+    clock = _Clock(seconds)
+    one_batch = _BatchStep(model, config, ends[-1], clock)
     tally, result = _Tally(images.device), TrainResult()
     model.train()
     for done, (x, y) in enumerate(_passes(batches, ends[-1]), start=1):
         tally.add(*one_batch(x, y), y)
-        if done != ends[len(result.history)]:
+        out_of_time = clock.progress() >= 1.0
+        if done != ends[len(result.history)] and not out_of_time:
             continue
-        last = len(result.history) + 1 == len(ends)
+        last = out_of_time or len(result.history) + 1 == len(ends)
         split = val if last or probe is None else probe
         metrics = _end_step(model, tally, result, done / len(batches), split, last)
         if on_step is not None and on_step(metrics) and not last:
@@ -263,14 +272,32 @@ def _passes(batches: Batches, total: int):
                 return
 
 
-class _BatchStep:
-    """One optimizer step on one batch, with the schedule and augmentation of ``config``."""
+class _Clock:
+    """The share of a training time limit used so far (always 0 without a limit)."""
 
-    def __init__(self, model: nn.Module, config: TrainConfig, total_batches: int) -> None:
+    def __init__(self, seconds: float | None) -> None:
+        if seconds is not None and not seconds > 0:
+            raise ValueError(f"seconds must be positive or None, got {seconds=}")
+        self.seconds, self.start = seconds, time.perf_counter()
+
+    def progress(self) -> float:
+        if self.seconds is None:
+            return 0.0
+        return (time.perf_counter() - self.start) / self.seconds
+
+
+class _BatchStep:
+    """One optimizer step on one batch, with the schedule and augmentation of ``config``; the
+    schedule's progress is the batches' or ``clock``'s, whichever is further."""
+
+    def __init__(
+        self, model: nn.Module, config: TrainConfig, total_batches: int, clock: _Clock
+    ) -> None:
         self.model, self.config = model, config
         self.optimizer = make_optimizer(model, config)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda i: lr_factor(config.schedule, i / total_batches)
+            self.optimizer,
+            lambda i: lr_factor(config.schedule, max(i / total_batches, clock.progress())),
         )
         self.generator = torch.Generator().manual_seed(config.seed + 1)  # augmentation's own
 

@@ -29,7 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from data import Splits
 from search import champion
-from search.budget import MARGIN, Budget, slowest_rate
+from search.budget import MARGIN, Budget
 from search.space import TrialSpec
 from search.study import final_reserve
 from search.train import fit
@@ -171,7 +171,7 @@ def for_run(run: Run) -> Choice | None:
     the final fit's time), the best mean chosen; each re-run on the progress line and in
     MLflow. ``None`` before any trial completed."""
     config, splits, tracking = run.config, run.splits, run.tracking
-    run.budget.reserve = final_reserve(run.plan, slowest_rate(run.study))
+    run.budget.reserve = final_reserve(run.plan, run.study)
 
     def on_rerun(trial: FrozenTrial, seed: int, value: float, seconds: float) -> None:
         run.progress.rerun(trial.number, value)

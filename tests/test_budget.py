@@ -76,7 +76,7 @@ def test_a_budget_keeps_the_final_share_from_the_start_and_the_reruns_once_price
     budget = Budget(1000.0)
     plan = StudyPlan(target=None, budget=budget, trial_images=10_000, final_share=0.5, reruns=2)
     plan.start_images, plan.end_seconds = 1_000, 16.0
-    assert final_reserve(plan, None) == (1000 - 16) / 2 + 16  # a share of the working time
+    assert final_reserve(plan, trials_of([])) == (1000 - 16) / 2 + 16  # a share of the time
     assert budget_allows_trial(trials_of([]), plan)  # the first trial may always start...
     assert budget.reserve == 16  # ... and finish: without it there is no champion
     study = trials_of([0.01, 0.02, 0.03])  # 100, 200 and 300 s; the top two (by value) re-run
@@ -92,5 +92,23 @@ def test_a_budget_keeps_the_final_share_from_the_start_and_the_reruns_once_price
 def test_a_fixed_final_fit_is_priced_at_the_slowest_rate():
     plan = StudyPlan(target=5, budget=Budget(1000.0), final_images=60_000)
     plan.end_seconds = 10.0
-    assert final_reserve(plan, None) == 10.0  # unknown until a trial completes
-    assert final_reserve(plan, 0.001) == pytest.approx(60 * MARGIN + 10)
+    assert final_reserve(plan, trials_of([])) == 10.0  # unknown until a trial completes
+    assert final_reserve(plan, trials_of([0.0005, 0.001])) == pytest.approx(60 * MARGIN + 10)
+
+
+@pytest.mark.parametrize(
+    ("incumbent_rate", "final"),
+    [
+        (0.01, (1000 - 16) / 2),  # 15 epochs of 1,000 images: 150 s, less than the share
+        (0.05, 750.0),  # 15 epochs take 750 s: kept, more than the share
+        (0.1, 1000 - 16),  # 15 epochs do not fit: the whole working time, no more trials
+    ],
+)
+def test_the_final_fit_keeps_what_the_incumbent_needs_for_its_plateau(incumbent_rate, final):
+    """The best trial's rate prices the plateau (the slower second trial does not)."""
+    budget = Budget(1000.0)
+    plan = StudyPlan(target=None, budget=budget, final_share=0.5, epoch_images=1_000)
+    plan.start_images, plan.end_seconds = 100, 16.0
+    study = trials_of([incumbent_rate, 0.2])
+    assert final_reserve(plan, study) == pytest.approx(final + 16)
+    assert budget_allows_trial(study, plan) is (final < 1000 - 16 - 0.2 * 100 * MARGIN)

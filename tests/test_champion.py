@@ -1,36 +1,28 @@
-"""search.champion's decisions taken directly: when the final fit must stop to keep --budget,
-and that its price is timed on batches an epoch would read."""
+"""search.champion's decisions taken directly: a final fit under --budget ends within the time
+it is given, annealed, and says so; without a budget it trains every planned epoch."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
-from search.budget import Budget
-from search.champion import overruns
-from search.train import StepMetrics
+from search.champion import fitted
+from search.space import spec_from_params
+
+MLP = {"arch": "mlp", "hidden_dim": 16, "optimizer": "adam", "lr": 1e-3, "schedule": "cosine"}
 
 
-def epoch(n: float, seconds: float) -> StepMetrics:
-    return StepMetrics(n, n, 0.5, 0.8, 0.5, 0.8, seconds)
+def test_a_budgeted_final_fit_follows_the_clock_and_says_how_far_it_got(small_splits):
+    seen = []
+    spec = spec_from_params(MLP, epochs=200, seed=0)  # far more than half a second holds
+    chosen = fitted(spec, small_splits, None, 7, seen.append, seconds=0.5)
+    assert 0 < chosen.final_epochs < 200 and seen[-1].epoch == chosen.final_epochs
+    assert chosen.note.startswith("(final fit of trial #7: 200 epochs on train + validation")
+    assert f"{chosen.final_epochs:.1f} trained: its schedule followed --budget's clock" in (
+        chosen.note
+    )
 
 
-@pytest.mark.parametrize(
-    ("left", "after", "epochs", "stops"),
-    [
-        (100.0, 3.0, 10.0, False),  # another 10 s epoch fits with room for the 16 s end
-        (25.0, 3.0, 10.0, True),  # 25 - 16 leaves 9 s: a 10 s epoch would overrun
-        (25.0, 9.5, 10.0, False),  # only half an epoch is left: 5 s fits
-        (5.0, 10.0, 10.0, False),  # the fit is done: nothing to stop
-    ],
-)
-def test_the_final_fit_stops_before_an_epoch_that_would_overrun_the_budget(
-    left, after, epochs, stops
-):
-    assert overruns(epoch(after, 10.0), epochs, Budget(left), end=16.0) is stops
-
-
-def test_without_a_budget_the_final_fit_never_stops_early():
-    assert not overruns(epoch(1.0, 1e9), 100.0, Budget(None), end=16.0)
-    assert Budget(None).left() == math.inf
+def test_without_a_budget_the_final_fit_trains_every_epoch(small_splits):
+    spec = spec_from_params(MLP, epochs=2, seed=0)
+    chosen = fitted(spec, small_splits, 2, 3, lambda m: None)
+    assert chosen.final_epochs == pytest.approx(2.0) and "clock" not in chosen.note

@@ -115,6 +115,49 @@ def test_the_schedule_reaches_the_optimizer(small_splits, monkeypatch):
     assert all(a >= b for a, b in zip(seen, seen[1:], strict=False))
 
 
+def test_given_seconds_the_schedule_follows_the_clock_and_ends_annealed(small_splits, monkeypatch):
+    """A final fit under --budget: 50 epochs asked, half a second given. It ends on time, its
+    last step validated on the whole split, the rate annealed by the clock, never raised."""
+    seen = []
+    original = torch.optim.SGD.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    config = TrainConfig(optimizer="sgd", lr=0.1, epochs=50, schedule="cosine")
+    torch.manual_seed(0)
+    result = train(
+        build_model(MLPConfig(hidden_dim=16)),
+        small_splits.train,
+        config,
+        small_splits.val,
+        seconds=0.5,
+    )
+    assert 0 < result.last.epoch < 50 and not result.stopped_early
+    assert result.val_predictions is not None  # the last step's whole-split validation
+    assert seen[0] == pytest.approx(0.1) and seen[-1] < 0.001
+    assert all(a >= b for a, b in zip(seen, seen[1:], strict=False))
+
+
+def test_seconds_to_spare_change_nothing(small_splits):
+    config = TrainConfig(optimizer="adam", lr=1e-3, epochs=1, steps=2, schedule="cosine")
+    torch.manual_seed(0)
+    a = train(build_model(MLPConfig(hidden_dim=16)), small_splits.train, config, small_splits.val)
+    torch.manual_seed(0)
+    b = train(
+        build_model(MLPConfig(hidden_dim=16)),
+        small_splits.train,
+        config,
+        small_splits.val,
+        seconds=1e6,
+    )
+    assert [m.train_loss for m in a.history] == [m.train_loss for m in b.history]
+    with pytest.raises(ValueError, match="seconds must be positive"):
+        train(build_model(MLPConfig(hidden_dim=16)), small_splits.train, config, seconds=0.0)
+
+
 def test_crop_flip_is_each_image_cropped_from_its_padding_then_mirrored():
     """Against the plain per-image definition, with the same draws of the generator."""
     images = torch.randn(16, 1, 28, 28)
