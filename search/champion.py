@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import optuna
@@ -71,8 +71,8 @@ def final_fit(
     """Train ``spec`` from scratch on train + validation, within ``seconds`` if given (its
     schedule then follows the clock: ``search.train``); the model and the epochs it trained
     (fewer than ``spec``'s when the time ran out first)."""
-    data = splits.train_and_val()
-    model, result = fit(spec.model, spec.train, data, on_step=on_epoch, seconds=seconds)
+    config = replace(spec.train, seconds=seconds)
+    model, result = fit(spec.model, config, splits.train_and_val(), on_step=on_epoch)
     return model, result.history[-1].epoch if result.history else 0.0
 
 
@@ -127,7 +127,7 @@ def fitted(
     epochs = spec.train.epochs
     cut = f" of {wanted} (--budget)" if wanted is not None and epochs < wanted else ""
     clock = ""
-    if trained < epochs - 1e-6:  # the machine was slower than the fit was priced at
+    if round(trained, 1) < epochs:  # the machine was slower than the fit was priced at
         clock = f", {trained:.1f} trained: its schedule followed --budget's clock"
     note = (
         f"(final fit of trial #{trial_number}: {epochs:g}{cut} epochs on train + validation"

@@ -4,7 +4,6 @@ The flags, their help and their defaults come from the config's fields (``search
 this module adds how each is read (types, choices), the defaults that depend on other flags
 (grid mode, threads, the study and experiment names), and the checks argparse cannot do. Bad
 values raise ``UsageError`` (one line, exit status 2) instead of argparse's usage dump.
-``render`` is the inverse, for the command lines of ``--workers`` children.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from search.config import (
     RunConfig,
     default_of,
     flag_of,
-    group_fields,
+    is_flag,
     storage_default,
 )
 from search.device import will_use_cuda
@@ -145,7 +144,7 @@ def build_parser(doc: str) -> Parser:
     )
     for _, title, cls in SECTIONS:
         section = p.add_argument_group(title)
-        for f in fields(cls):
+        for f in filter(is_flag, fields(cls)):
             section.add_argument(flag_of(f), dest=f.name, **_how(f))
     return p
 
@@ -153,7 +152,7 @@ def build_parser(doc: str) -> Parser:
 def _how(f) -> dict[str, Any]:
     help_text = f.metadata["help"]
     default = default_of(f)
-    shown = argparse.SUPPRESS if help_text is None else help_text.format(default=default)
+    shown = help_text.format(default=default)
     if isinstance(default, bool):  # --no-x turns a True off, --x turns a False on
         return {"action": "store_false" if default else "store_true", "help": shown}
     how = {"default": None if f.name in LATE else default, "help": shown, **READ.get(f.name, {})}
@@ -167,7 +166,7 @@ def parse_args(argv: list[str] | None, doc: str) -> RunConfig:
     values = vars(build_parser(doc).parse_args(argv))
     config = RunConfig(
         **{
-            attribute: cls(**{f.name: values[f.name] for f in fields(cls)})
+            attribute: cls(**{f.name: values[f.name] for f in filter(is_flag, fields(cls))})
             for attribute, _, cls in SECTIONS
         }
     )
@@ -269,18 +268,3 @@ def name_problems(config: RunConfig) -> list[str]:
             check_model_name(tracking.registered_model),
         ]
     return problems
-
-
-def render(config: RunConfig, leave_out: tuple[str, ...] = ()) -> list[str]:
-    """The command line that parses back to ``config`` (every non-default option), without the
-    fields named in ``leave_out``."""
-    argv: list[str] = []
-    for group, f in group_fields(config):
-        value = getattr(group, f.name)
-        if f.name in leave_out or value == default_of(f) or value is None:
-            continue
-        if isinstance(value, bool):
-            argv.append(flag_of(f))
-        else:
-            argv += [flag_of(f), repr(value) if isinstance(value, float) else str(value)]
-    return argv

@@ -2,15 +2,18 @@
 parts (``config.study``, ``config.training``, ...), each function taking the group it needs.
 
 Every field carries its own command-line flag and help text, so ``search.cli`` builds the
-parser, ``--help`` shows these defaults, MLflow records ``params(config)``, and ``--workers``
-renders its children's command lines from the same fields. Field names are the project's one
-vocabulary; a field's flag is its name with dashes unless it says otherwise.
+parser, ``--help`` shows these defaults and MLflow records ``params(config)``; the few fields
+that are no flag (``internal``) are what ``--workers`` sets for its children, which receive
+their whole configuration as JSON in the environment (``to_json``/``from_json``), not as a
+command line to parse again. Field names are the project's one vocabulary; a field's flag is
+its name with dashes unless it says otherwise.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from data.splits import TEST_SIZE, VAL_SIZE
@@ -37,11 +40,19 @@ RERUNS = 3  # top trials re-run before the final fit: enough to catch a lucky fi
 POLL_SECONDS = 2.0  # a waiting worker looks at the study again this often; a read, no more
 
 
-def option(default: Any, help: str | None, flag: str | None = None) -> Any:
+def option(default: Any, help: str, flag: str | None = None) -> Any:
     """A config field with its command-line flag: ``help`` may say ``{default}``; ``flag``
-    overrides ``--name-with-dashes`` (``help=None`` keeps a flag out of ``--help``: set by
-    ``--workers`` for its children). How a flag is read is ``search.cli.READ``'s."""
+    overrides ``--name-with-dashes``. How a flag is read is ``search.cli.READ``'s."""
     return field(default=default, metadata={"help": help, "flag": flag})
+
+
+def internal(default: Any) -> Any:
+    """A config field that is no flag: set by ``--workers`` in its children's configuration."""
+    return field(default=default, metadata={"help": None, "flag": None, "internal": True})
+
+
+def is_flag(f) -> bool:
+    return not f.metadata.get("internal", False)
 
 
 @dataclass(frozen=True)
@@ -151,11 +162,19 @@ class WorkersConfig:
         "run trials only and leave the end of the study (re-runs, final fit, champion) to a "
         "later run of the same command: for the tasks of a cluster's job array",
     )
-    worker: bool = option(False, None)  # a --workers child: run trials, leave the end to it
-    parent_run_id: str | None = option(None, None)  # the supervisor's MLflow run
-    deadline: float | None = option(None, None)  # the supervisor's --budget, as a time.time()
-    heartbeat: int = option(HEARTBEAT_INTERVAL, None)  # seconds between a trial's heartbeats
-    poll_seconds: float = option(POLL_SECONDS, None)  # how often a waiting worker looks again
+    heartbeat: int = option(
+        HEARTBEAT_INTERVAL,
+        "seconds between a running trial's heartbeats on a PostgreSQL/MySQL study; a trial "
+        "silent for 3 of them is taken as a dead worker's (default: {default})",
+    )
+    poll_seconds: float = option(
+        POLL_SECONDS,
+        "how often a process waiting for other workers' trials looks at the study again "
+        "(default: {default})",
+    )
+    worker: bool = internal(False)  # a --workers child: run trials, leave the end to it
+    parent_run_id: str | None = internal(None)  # the supervisor's MLflow run
+    deadline: float | None = internal(None)  # the supervisor's --budget, as a time.time()
 
 
 @dataclass(frozen=True)
@@ -225,6 +244,17 @@ def params(config: RunConfig) -> dict[str, Any]:
             continue
         out[dest_of(f)] = mask_url(value) if f.name in ("storage", "uri") else value
     return out
+
+
+def to_json(config: RunConfig) -> str:
+    """The whole configuration as JSON (URLs included: for a child's environment only)."""
+    return json.dumps(asdict(config))
+
+
+def from_json(text: str) -> RunConfig:
+    """The inverse of ``to_json``."""
+    groups = json.loads(text)
+    return RunConfig(**{attribute: cls(**groups[attribute]) for attribute, _, cls in SECTIONS})
 
 
 def storage_default() -> str:

@@ -14,12 +14,13 @@ from data.splits import TEST_SIZE
 from search.config import RunConfig
 from search.grid import run_table
 from search.names import file_stem
-from search.storage_url import StorageURL
 from search.study import CANNOT_RUN_STREAK, Ended, Stop
 from search.urls import mask_url
 
 if TYPE_CHECKING:  # pandas takes half a second to import: only where a table is built
     import pandas as pd
+
+    from search.pipeline import Inputs
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
@@ -54,9 +55,9 @@ def save_table(frame: pd.DataFrame, stem: Path) -> list[Path]:
     return [csv, js]
 
 
-def save_tables(study: optuna.Study, grid: dict | None, config: RunConfig) -> list[Path]:
+def save_tables(study: optuna.Study, inputs: Inputs, config: RunConfig) -> list[Path]:
     """The trials table, and in grid mode RunManager's (also printed), beside the study."""
-    out = StorageURL.parse(config.study.storage).results_dir()
+    out, grid = inputs.storage_url.results_dir(), inputs.grid
     stem = file_stem(config.study.name)  # a study name may hold anything; files may not
     files = save_table(trials_table(study), out / f"{stem}-trials")
     if grid:

@@ -40,7 +40,7 @@ from search import champion, ending, winner
 from search.artifacts import TrialPictures, close, open_store, pictures, upload
 from search.budget import Budget, process_start
 from search.cli import parse_args
-from search.config import STORAGE_ENV, RunConfig
+from search.config import RunConfig
 from search.device import describe, resolve_device
 from search.errors import UserError
 from search.feasible import check_grid
@@ -67,7 +67,13 @@ from search.study import (
 )
 from search.train import evaluate_and_predict
 from search.urls import check_tracking_uri, mask_url
-from search.workers import die_with_supervisor, supervise, worker_config, workers_that_fit
+from search.workers import (
+    child_config,
+    die_with_supervisor,
+    supervise,
+    worker_config,
+    workers_that_fit,
+)
 
 TRIALS_ONLY = "the end of the study (re-runs, final fit, champion) is left to a later run"
 # A --workers child's exit (interpreter teardown, its MLflow run ended) and the supervisor's next
@@ -164,7 +170,7 @@ def prepare(argv: list[str] | None, started: float) -> Run:
     """The flags, the grid, the device, the tracking URI and the storage (checked, not
     created), the data (read only), a resumed study's settings; then the storage opened and
     MLflow's parent run started."""
-    config = parse_args(argv, __doc__)
+    config = child_config() or parse_args(argv, __doc__)
     inputs = check_inputs(config)
     inputs.command = command_line(sys.argv[1:] if argv is None else argv)
     wait = config.study.reconnect_wait
@@ -250,8 +256,11 @@ def open_run(run: Run) -> None:
             join_parent(run.tracking, run.study)
     if run.tracking is not None and not config.workers.worker:
         catch_up(run)
-    run.plan = plan_for(config, run.splits, run.inputs.grid, run.budget, run.end_seconds)
-    run.store = open_store(artifact_dir(config))
+    url = run.inputs.storage_url
+    run.plan = plan_for(
+        config, run.splits, run.inputs.grid, run.budget, run.end_seconds, url.journal
+    )
+    run.store = open_store(artifact_dir(config, url))
     hooks = trial_hooks(run)
     if not config.workers.worker:
         done = finished_count(run.study, run.plan)
@@ -271,11 +280,11 @@ def catch_up(run: Run) -> None:
         print(f"MLflow: logged {len(logged)} trial(s) it had missed ({numbers})")
 
 
-def artifact_dir(config: RunConfig) -> Path:
+def artifact_dir(config: RunConfig, url: StorageURL) -> Path:
     """Optuna artifacts live beside a file-based study (else in the working directory)."""
     if config.output.artifact_dir:
         return Path(config.output.artifact_dir)
-    return StorageURL.parse(config.study.storage).results_dir() / ARTIFACTS
+    return url.results_dir() / ARTIFACTS
 
 
 def trial_hooks(run: Run) -> list[TrialHooks]:
@@ -343,14 +352,11 @@ def supervised(run: Run, count: int) -> Stop:
     """``count`` ``--workers`` children on this study; the URLs travel in their environment
     (never on a command line, which every user of the machine can read)."""
     config, tracking = run.config, run.tracking
-    parent = tracking.runs.parent_id if tracking else None
+    parent, uri = (tracking.runs.parent_id, tracking.uri) if tracking else (None, None)
     left = run.budget.left() - WORKER_EXIT_SECONDS
     deadline = time.time() + left if config.study.budget else None
-    urls = {STORAGE_ENV: config.study.storage}
-    if tracking is not None:
-        urls["MLFLOW_TRACKING_URI"] = tracking.uri
-    children = worker_config(config, parent, deadline)
-    return supervise(children, count, run.inputs.device, urls, lambda: after_trial(run))
+    children = worker_config(config, parent, uri, deadline)
+    return supervise(children, count, run.inputs.device, lambda: after_trial(run))
 
 
 def after_trial(run: Run) -> None:
@@ -408,7 +414,7 @@ def _raise_interrupt(signum, frame) -> None:
 def finish(run: Run, outcome: Outcome) -> None:
     """Tables, then (if a trial completed) the winner, the champion, its test accuracy, its
     pictures in Optuna and MLflow, and its registration; ``outcome.stage`` says where it is."""
-    outcome.files = save_tables(run.study, run.inputs.grid, run.config)
+    outcome.files = save_tables(run.study, run.inputs, run.config)
     outcome.elsewhere = ending.claim(run.study, run.lock)
     if outcome.elsewhere:  # another process is ending this study: one final fit, not two
         outcome.best = best_or_none(run.study)

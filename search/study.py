@@ -42,7 +42,6 @@ from search.recovery import recover, retry_interrupted, sign, waiting_line
 from search.samplers import make_pruner, make_sampler
 from search.space import DEVICE_WARM_START, WARM_START_NOTE
 from search.storage import GRACE_FACTOR, Lock
-from search.storage_url import StorageURL
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 OPEN_STRIDE = 100_003  # sampler seeds of successive openings of one study stay far apart
@@ -362,10 +361,15 @@ def trial_steps(config: RunConfig, train_images: int) -> int:
 
 
 def plan_for(
-    config: RunConfig, splits: Splits, grid: dict | None, budget: Budget, end_seconds: float
+    config: RunConfig,
+    splits: Splits,
+    grid: dict | None,
+    budget: Budget,
+    end_seconds: float,
+    journal: bool,
 ) -> StudyPlan:
     """What this worker is to do, in the study's terms: the target, the time it has and what
-    trials, re-runs and the final fit cost in images."""
+    trials, re-runs and the final fit cost in images (``journal``: a journal storage)."""
     training, train_images = config.training, len(splits.train[1])
     final = training.final_epochs  # None: the final fit fills its share of --budget
     return StudyPlan(
@@ -385,6 +389,6 @@ def plan_for(
         ),
         poll_seconds=config.workers.poll_seconds,
         end_seconds=end_seconds,
-        journal=StorageURL.parse(config.study.storage).journal,
+        journal=journal,
         grace_seconds=config.workers.heartbeat * GRACE_FACTOR,
     )

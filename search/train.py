@@ -12,10 +12,10 @@ validation split) when one is given, the last step always on the whole ``val`` s
 
 The learning rate follows ``schedule`` over the whole budget (per batch), so a trial pruned
 early is judged on the same part of its schedule as every other trial at that step. Given
-``seconds`` (a final fit under ``--budget``), the schedule follows whichever is further along,
-the batches or the clock, and training ends when the time is spent: a machine slower than the
-fit was priced at still ends its schedule (the rate annealed), only with fewer epochs. Loss and
-correct counts are accumulated on the device and read once per step. A non-finite loss raises
+``config.seconds`` (a final fit under ``--budget``), the schedule follows whichever is further
+along, the batches or the clock, and training ends when the time is spent: a machine slower
+than the fit was priced at still ends its schedule (the rate annealed), with fewer epochs. Loss
+and correct counts are accumulated on the device and read once per step. A non-finite loss raises
 ``Diverged``. Same seed, config and CPU: same numbers, run after run.
 """
 
@@ -58,6 +58,7 @@ class TrainConfig:
     drop_last: bool = False
     seed: int = 0
     steps: int | None = None  # reports over the whole budget; None: one per epoch
+    seconds: float | None = None  # a time limit: the schedule then follows the clock too
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -82,6 +83,8 @@ class TrainConfig:
             raise ValueError(
                 f"label_smoothing must be in [0, 1), got label_smoothing={self.label_smoothing!r}"
             )
+        if self.seconds is not None and not self.seconds > 0:
+            raise ValueError(f"seconds must be positive or None, got seconds={self.seconds!r}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1 or None, got steps={self.steps!r}")
 
@@ -167,14 +170,13 @@ def fit(
     data: Split,
     val: Split | None = None,
     on_step: Callable[[StepMetrics], bool | None] | None = None,
-    seconds: float | None = None,
 ) -> tuple[nn.Module, TrainResult]:
     """A configuration trained from its seed (``config.seed`` seeds the initial weights as well
     as the batches): the one way trials' re-runs, the final fit, retraining and the
-    benchmarks train. ``seconds``: see ``train``."""
+    benchmarks train."""
     torch.manual_seed(config.seed)
     model = build_model(model_config)
-    return model, train(model, data, config, val, on_step=on_step, seconds=seconds)
+    return model, train(model, data, config, val, on_step=on_step)
 
 
 def seconds_per_image(
@@ -227,10 +229,9 @@ def train(
     val: Split | None = None,
     probe: Split | None = None,
     on_step: Callable[[StepMetrics], bool | None] | None = None,
-    seconds: float | None = None,
 ) -> TrainResult:
     """Train ``model`` (moved to the data's device, channels-last) for the whole budget, or
-    until ``seconds`` of training have passed, the schedule then following the clock."""
+    until ``config.seconds`` of training have passed, the schedule then following the clock."""
     images, labels = data
     model.to(device=images.device, memory_format=torch.channels_last)
     batches = Batches(
@@ -239,7 +240,7 @@ def train(
     if len(batches) == 0:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {len(labels)} train images")
     ends = step_ends(config, len(batches))
-    clock = _Clock(seconds)
+    clock = _Clock(config.seconds)
     one_batch = _BatchStep(model, config, ends[-1], clock)
     tally, result = _Tally(images.device), TrainResult()
     model.train()
@@ -276,8 +277,6 @@ class _Clock:
     """The share of a training time limit used so far (always 0 without a limit)."""
 
     def __init__(self, seconds: float | None) -> None:
-        if seconds is not None and not seconds > 0:
-            raise ValueError(f"seconds must be positive or None, got {seconds=}")
         self.seconds, self.start = seconds, time.perf_counter()
 
     def progress(self) -> float:

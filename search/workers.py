@@ -1,10 +1,11 @@
 """``--workers K``: K local processes share one study; this process only supervises.
 
-Each worker is ``python -m search.run`` with a command line rendered from the supervisor's
-configuration (``worker_config``): ``--worker`` (run trials, skip the final evaluation), its
-share of the CPU threads, the supervisor's MLflow parent run and deadline; the URLs travel in
-the environment (``FASHION_SEARCH_STORAGE``, ``MLFLOW_TRACKING_URI``), and with ``--device
-cuda`` on a machine with several GPUs each worker gets one (``CUDA_VISIBLE_DEVICES``).
+Each worker is ``python -m search.run`` with no arguments: its whole configuration travels in
+its environment as JSON (``CONFIG_ENV``; ``worker_config``: the supervisor's, as a quiet
+worker that runs trials and leaves the end of the study, with its share of the CPU threads,
+the supervisor's MLflow parent run, tracking URI and deadline). Never on a command line, which
+every user of a machine can read: the URLs may hold passwords. With ``--device cuda`` on a
+machine with several GPUs each worker gets one (``CUDA_VISIBLE_DEVICES``).
 Separate processes, not threads: each frees its memory when it ends, and the GIL is not
 shared. The workers coordinate only through the storage (see ``search.study``). Ctrl-C or
 SIGTERM here is passed on as SIGTERM to every worker, which marks its running trial and ends
@@ -31,13 +32,10 @@ from dataclasses import replace
 
 import torch
 
-from search.cli import render
-from search.config import RunConfig
+from search.config import RunConfig, from_json, to_json
 from search.study import Ended, Stop
 
-# Not on a child's command line: the URLs (they may hold passwords, and command lines are
-# visible to every user of a machine; ``worker_env`` carries them) and --workers itself.
-PRIVATE = ("storage", "uri", "workers")
+CONFIG_ENV = "FASHION_SEARCH_WORKER_CONFIG"  # a child's configuration, as JSON
 SUPERVISOR_ENV = "FASHION_SEARCH_SUPERVISOR"  # the supervisor's pid, for its workers
 # A worker's memory besides the dataset: Python, torch, MLflow, a model in training and the
 # allocator's cache. Measured: a default 6-trial run peaked at 1,796 MB with 226 MB of data
@@ -49,24 +47,39 @@ RESEND_SECONDS = 3  # long enough for a worker to end its MLflow run before the 
 EXIT_ORPHANED = 143  # 128 + SIGTERM: what a worker ended by the signal would return
 
 
-def worker_config(config: RunConfig, parent_run_id: str | None, deadline: float | None):
-    """A child's configuration: the supervisor's, as a quiet ``--worker`` with its share of
-    the threads, the supervisor's MLflow parent run and its deadline."""
-    workers = replace(config.workers, worker=True, parent_run_id=parent_run_id, deadline=deadline)
-    return replace(config, workers=workers, output=replace(config.output, quiet=True))
+def worker_config(
+    config: RunConfig, parent_run_id: str | None, uri: str | None, deadline: float | None
+) -> RunConfig:
+    """A child's configuration: the supervisor's, as a quiet worker (one process, its share
+    of the threads), in the supervisor's MLflow parent run at ``uri``, ending by ``deadline``."""
+    workers = replace(
+        config.workers, workers=1, worker=True, parent_run_id=parent_run_id, deadline=deadline
+    )
+    return replace(
+        config,
+        workers=workers,
+        tracking=replace(config.tracking, uri=uri),
+        output=replace(config.output, quiet=True),
+    )
 
 
-def worker_argv(config: RunConfig) -> list[str]:
-    return [sys.executable, "-m", "search.run", *render(config, leave_out=PRIVATE)]
+WORKER_COMMAND = (sys.executable, "-m", "search.run")  # no arguments: see CONFIG_ENV
 
 
-def worker_env(index: int, device: torch.device, urls: dict[str, str]) -> dict[str, str]:
-    """This environment, the URLs (``FASHION_SEARCH_STORAGE``, ``MLFLOW_TRACKING_URI``) and,
-    on a machine with several GPUs, one GPU per worker."""
-    env = {**os.environ, **urls, SUPERVISOR_ENV: str(os.getpid())}
+def worker_env(index: int, device: torch.device, config: RunConfig) -> dict[str, str]:
+    """This environment, the child's configuration and, on a machine with several GPUs, one
+    GPU per worker."""
+    env = {**os.environ, CONFIG_ENV: to_json(config), SUPERVISOR_ENV: str(os.getpid())}
     if device.type == "cuda" and torch.cuda.device_count() > 1:
         env["CUDA_VISIBLE_DEVICES"] = str(index % torch.cuda.device_count())
     return env
+
+
+def child_config() -> RunConfig | None:
+    """In a ``--workers`` child: the configuration its supervisor gave it (taken out of the
+    environment, so that nothing this process starts inherits it); else ``None``."""
+    text = os.environ.pop(CONFIG_ENV, None)
+    return from_json(text) if text else None
 
 
 def available_memory() -> int | None:
@@ -128,14 +141,14 @@ def supervise(
     config: RunConfig,
     count: int,
     device: torch.device,
-    urls: dict[str, str],
     on_tick: Callable[[], None],
 ) -> Stop:
     """Run ``count`` workers to the end (``config`` is the children's, see ``worker_config``):
     done, interrupted (the workers are stopped too) or a worker failed (its exit status)."""
-    command = worker_argv(config)
     tick_seconds = config.workers.poll_seconds
-    procs = [subprocess.Popen(command, env=worker_env(i, device, urls)) for i in range(count)]
+    procs = [
+        subprocess.Popen(WORKER_COMMAND, env=worker_env(i, device, config)) for i in range(count)
+    ]
     try:
         while alive := [p for p in procs if p.poll() is None]:
             try:

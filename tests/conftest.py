@@ -13,13 +13,16 @@ import pytest
 import torch
 
 from data import locate_data_dir, make_splits, read_raw
-from search.viewers import Launched, launching
-from tests.helpers import cli, in_process
-
-# pytest-xdist runs N test processes at once: each gives torch its share of the cores, or
-# their OpenMP threads outnumber the cores and spin against each other.
-PROCESSES = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-THREADS = max(1, (os.cpu_count() or 1) // PROCESSES)
+from search.viewers import Launched
+from tests.helpers import (
+    AWKWARD,
+    PG_SECRET,
+    QUICK,
+    THREADS,
+    cli,
+    in_process,
+    mlflow_server,
+)
 
 
 @pytest.fixture(scope="session")
@@ -40,30 +43,9 @@ def in_tmp(tmp_path, monkeypatch):
     return tmp_path
 
 
-# One epoch of 2,000 images in two steps, validated on 500, no warm-start trial (the article's
-# CNN is the most expensive point of the space), no final fit, the champion scored on 1,000 of
-# the 10,000 test images (all of them cost a CPU 3-15 s per run), waiting workers look again
-# every 0.2 s, and torch gets this test process's share of the cores: the tests that need
-# more ask for it.
-QUICK = (
-    "--epochs 1 --train-size 2000 --val-size 500 --step-images 1000 --final-epochs 0 "
-    f"--no-warm-start --test-size 1000 --poll-seconds 0.2 --quiet --no-mlflow --threads {THREADS}"
-).split()
-
-# Eight steps a trial (two epochs of 2,000 images in steps of 500): the tests that kill or
-# interrupt a run mid-trial have time to catch a trial between two steps.
-KILLABLE = ["--epochs", "2", "--step-images", "500"]
-
 STUDY_FIXTURES = ("finished", "searched")  # each built once, by the worker that runs its tests
 SERVER_URL = "TESTS_MLFLOW_SERVER"  # the xdist controller's server, for its workers
 _SERVER = pytest.StashKey[contextlib.ExitStack]()
-
-
-def mlflow_server(home: Path) -> contextlib.AbstractContextManager[Launched]:
-    """A real MLflow tracking server on loopback: SQLite backend, local artifact store."""
-    store = f"sqlite:///{home / 'mlflow.db'}"
-    args = ["server", "--backend-store-uri", store, "--artifacts-destination"]
-    return launching("mlflow", [*args, str(home / "artifacts"), "--workers", "1"], "/health")
 
 
 def _xdist_controller(config: pytest.Config) -> bool:
@@ -125,9 +107,6 @@ def server(server_starting: Launched | None) -> str:
     return server_starting.ready()
 
 
-AWKWARD = "../../escaped 'étude'"  # valid for Optuna and MLflow, unsafe as a file name
-
-
 @pytest.fixture(scope="session")
 def finished(tmp_path_factory):
     """One tiny study run as a user would, in a subprocess: an awkward name, the warm-start
@@ -143,9 +122,6 @@ def finished(tmp_path_factory):
     for done in runs:
         assert done.returncode == 0, done.stderr
     return cwd, runs
-
-
-PG_SECRET = "pw-never-printed"  # trust auth ignores it; it is here to prove it is masked
 
 
 @pytest.fixture

@@ -1,15 +1,18 @@
-"""Small helpers shared by the end-to-end tests (no fixtures here: see conftest.py)."""
+"""What the tests share: the flags of a quick run, the points they enqueue, ways to run the CLI
+(a fresh interpreter, in process, forked from a warm one), private database servers. No
+fixtures here (see conftest.py), and no test module imports another: they import this."""
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import io
+import logging
 import multiprocessing
 import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +21,8 @@ from pathlib import Path
 
 import optuna
 from sqlalchemy.pool import NullPool
+
+from search.viewers import Launched, launching
 
 # Two points of the space that tests enqueue: a cheap network that learns, and the slowest
 # corner of the space (SGD at the smallest rate), which learns least in a short trial.
@@ -40,6 +45,39 @@ BAD = {**GOOD, "optimizer": "sgd", "momentum": 0.8, "lr": 3e-4}  # the slowest c
 RUN_MANAGER = ["run", "epoch", "loss", "accuracy", "epoch duration", "run duration"]
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# pytest-xdist runs N test processes at once: each gives torch its share of the cores, or
+# their OpenMP threads outnumber the cores and spin against each other.
+PROCESSES = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, (os.cpu_count() or 1) // PROCESSES)
+
+
+# One epoch of 2,000 images in two steps, validated on 500, no warm-start trial (the article's
+# CNN is the most expensive point of the space), no final fit, the champion scored on 1,000 of
+# the 10,000 test images (all of them cost a CPU 3-15 s per run), waiting workers look again
+# every 0.2 s, and torch gets this test process's share of the cores: the tests that need
+# more ask for it.
+QUICK = (
+    "--epochs 1 --train-size 2000 --val-size 500 --step-images 1000 --final-epochs 0 "
+    f"--no-warm-start --test-size 1000 --poll-seconds 0.2 --quiet --no-mlflow --threads {THREADS}"
+).split()
+
+# Eight steps a trial (two epochs of 2,000 images in steps of 500): the tests that kill or
+# interrupt a run mid-trial have time to catch a trial between two steps.
+KILLABLE = ["--epochs", "2", "--step-images", "500"]
+
+
+def mlflow_server(home: Path) -> contextlib.AbstractContextManager[Launched]:
+    """A real MLflow tracking server on loopback: SQLite backend, local artifact store."""
+    store = f"sqlite:///{home / 'mlflow.db'}"
+    args = ["server", "--backend-store-uri", store, "--artifacts-destination"]
+    return launching("mlflow", [*args, str(home / "artifacts"), "--workers", "1"], "/health")
+
+
+AWKWARD = "../../escaped 'étude'"  # valid for Optuna and MLflow, unsafe as a file name
+
+
+PG_SECRET = "pw-never-printed"  # trust auth ignores it; it is here to prove it is masked
 
 
 def cli_command(args: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -104,7 +142,13 @@ def _warm_context() -> multiprocessing.context.BaseContext:
 
 def _run_main(args: list[str], cwd: str, env: dict[str, str], out: str, err: str) -> None:
     """The forked process: as ``python -m search.run ARGS`` would be, from a terminal, with
-    stdout and stderr in files; interpreter exit (atexit) included."""
+    stdout and stderr in files. One difference: a forked process ends without the
+    interpreter's exit handlers (multiprocessing ends it with ``os._exit``). The product
+    registers none; of the libraries' (read off a tracked run: logging's flush, filelock's and
+    weakref finalizers, matplotlib's figures, MLflow's fluent run, which the product does not
+    use, and its telemetry), logging's is called here, and what the others undo (locks, files,
+    sockets) the kernel undoes when the process ends. A run whose interpreter exit is the
+    point is ``cli``'s."""
     for path, fd in ((out, 1), (err, 2)):
         opened = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         os.dup2(opened, fd)
@@ -119,7 +163,8 @@ def _run_main(args: list[str], cwd: str, env: dict[str, str], out: str, err: str
     try:
         code = main(args)
     finally:
-        atexit._run_exitfuncs()
+        logging.shutdown()
+        sys.stdout.flush(), sys.stderr.flush()
     sys.exit(code)
 
 
@@ -264,6 +309,13 @@ def inner_pid(outer: subprocess.Popen, timeout: float = 30) -> int:
     raise AssertionError("the namespaced worker did not start")
 
 
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (a server started a moment later takes it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class PrivatePostgres:
     """A PostgreSQL server of its own (``initdb`` in a temporary directory, a free port on
     127.0.0.1), for the tests that restart or stop the database under a worker: the suite's
@@ -273,13 +325,9 @@ class PrivatePostgres:
     BIN = Path("/usr/lib/postgresql") / "15" / "bin"
 
     def __init__(self) -> None:
-        import socket
-
         # Not under pytest's tmp_path: the postgres user cannot enter root's private directory.
         self.root = Path(tempfile.mkdtemp(prefix="fashion-search-pg-"))
-        with socket.socket() as s:  # a port free now; the server takes it a moment later
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         subprocess.run(["chown", "postgres", str(self.root)], check=True)
         self._as_postgres("initdb", "-D", str(self.root / "data"), "-A", "trust", "-U", "postgres")
         self.start()
@@ -320,12 +368,8 @@ class PrivateMariaDB:
     ``PrivatePostgres``."""
 
     def __init__(self) -> None:
-        import socket
-
         self.root = Path(tempfile.mkdtemp(prefix="fashion-search-maria-"))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         subprocess.run(["chown", "mysql", str(self.root)], check=True)
         install = ["mariadb-install-db", f"--datadir={self.root / 'data'}", "--user=mysql"]
         root_login = "--auth-root-authentication-method=normal"  # root@127.0.0.1, no password

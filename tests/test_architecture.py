@@ -92,3 +92,27 @@ def test_only_search_imports_optuna_and_mlflow():
         if name.split(".")[0] in ("models", "data"):
             top = {n.split(".")[0] for n in runtime_imports(tree)}
             assert not top & {"optuna", "mlflow"}, name
+
+
+def test_no_test_module_imports_another():
+    """What tests share lives in tests/helpers.py (and fixtures in conftest.py, which pytest
+    hands out): a test module imported by another would run its import-time code twice."""
+    crossing = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for imported in runtime_imports(ast.parse(path.read_text())):
+            if imported.startswith(("tests.test_", "tests.conftest")):
+                crossing.append(f"{path.name} imports {imported}")
+    assert crossing == []
+
+
+def test_no_test_calls_a_private_function_of_python_or_a_library():
+    """``atexit._run_exitfuncs`` and the like change meaning between releases."""
+    private = []
+    libraries = ("atexit", "os", "sys", "multiprocessing", "optuna", "mlflow", "torch", "signal")
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+                base = ast.unparse(node.value).split(".")[0]
+                if base in libraries and not node.attr.startswith("__"):
+                    private.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
+    assert private == []

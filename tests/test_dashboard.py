@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from search.viewers import serving, wait_http
-from tests.conftest import AWKWARD
+from tests.helpers import AWKWARD
 
 
 def test_dashboard_serves_study_trials_and_intermediate_values(finished):

@@ -28,7 +28,9 @@ def test_output_shape(family, n_layers, batch_norm):
         config = CNNConfig(n_layers=n_layers, channels=4, batch_norm=batch_norm, dropout=0.2)
     model = build_model(config)
     assert model(torch.randn(5, 1, 28, 28)).shape == (5, 10)
-    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    has_bn = any(
+        isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d) for m in model.modules()
+    )
     assert has_bn == batch_norm
 
 

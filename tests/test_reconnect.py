@@ -12,8 +12,15 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from search.reconnect import Reconnect, StorageLost, disconnect_of, is_disconnect, lost_in
-from tests.conftest import KILLABLE, QUICK
-from tests.helpers import PrivateMariaDB, PrivatePostgres, load, running_trial, start
+from tests.helpers import (
+    KILLABLE,
+    QUICK,
+    PrivateMariaDB,
+    PrivatePostgres,
+    load,
+    running_trial,
+    start,
+)
 
 SECRET = "pw-never-shown"  # trust auth ignores it; here to prove it is masked
 

@@ -11,8 +11,7 @@ from optuna.trial import TrialState
 
 from search.recovery import alive, dead_here, process_space, recover, waiting_line
 from search.storage import open_storage
-from tests.conftest import KILLABLE, QUICK
-from tests.helpers import Forked, in_process, kill_mid_trial, load
+from tests.helpers import KILLABLE, QUICK, Forked, in_process, kill_mid_trial, load
 
 
 def dead_pid() -> int:

@@ -16,8 +16,17 @@ import pytest
 from search.names import file_stem
 from search.run import main
 from search.space import WARM_START
-from tests.conftest import AWKWARD, KILLABLE, QUICK
-from tests.helpers import RUN_MANAGER, cli_command, kill_mid_trial, load, start, states
+from tests.helpers import (
+    AWKWARD,
+    KILLABLE,
+    QUICK,
+    RUN_MANAGER,
+    cli_command,
+    kill_mid_trial,
+    load,
+    start,
+    states,
+)
 
 
 def test_the_command_line_is_recorded_with_passwords_masked():

@@ -17,8 +17,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from search.config import STORAGE_ENV
-from tests.conftest import QUICK
-from tests.helpers import ROOT, load, running_trial
+from tests.helpers import QUICK, ROOT, load, running_trial
 
 pytestmark = pytest.mark.xdist_group("slurm")  # the cluster's two CPUs: one test at a time
 

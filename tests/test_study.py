@@ -8,8 +8,7 @@ import optuna
 
 from search.run import main
 from search.storage import open_storage
-from tests.conftest import QUICK
-from tests.helpers import BAD, GOOD, load
+from tests.helpers import BAD, GOOD, QUICK, load
 
 
 def prepared(name: str, trials: list[dict]) -> optuna.Study:

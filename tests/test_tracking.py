@@ -24,8 +24,19 @@ from mlflow import MlflowClient
 from data import CLASSES
 from search.run import main
 from search.viewers import CHROMIUM, CHROMIUM_FLAGS, serving, wait_http
-from tests.conftest import KILLABLE, QUICK, THREADS, mlflow_server
-from tests.helpers import BAD, GOOD, cli, forked, in_process, load, start
+from tests.helpers import (
+    BAD,
+    GOOD,
+    KILLABLE,
+    QUICK,
+    THREADS,
+    cli,
+    forked,
+    in_process,
+    load,
+    mlflow_server,
+    start,
+)
 
 TRACKED = [a for a in QUICK if a != "--no-mlflow"]
 

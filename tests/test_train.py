@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -126,14 +128,13 @@ def test_given_seconds_the_schedule_follows_the_clock_and_ends_annealed(small_sp
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.SGD, "step", spy)
-    config = TrainConfig(optimizer="sgd", lr=0.1, epochs=50, schedule="cosine")
+    config = TrainConfig(optimizer="sgd", lr=0.1, epochs=50, schedule="cosine", seconds=0.5)
     torch.manual_seed(0)
     result = train(
         build_model(MLPConfig(hidden_dim=16)),
         small_splits.train,
         config,
         small_splits.val,
-        seconds=0.5,
     )
     assert 0 < result.last.epoch < 50 and not result.stopped_early
     assert result.val_predictions is not None  # the last step's whole-split validation
@@ -146,16 +147,11 @@ def test_seconds_to_spare_change_nothing(small_splits):
     torch.manual_seed(0)
     a = train(build_model(MLPConfig(hidden_dim=16)), small_splits.train, config, small_splits.val)
     torch.manual_seed(0)
-    b = train(
-        build_model(MLPConfig(hidden_dim=16)),
-        small_splits.train,
-        config,
-        small_splits.val,
-        seconds=1e6,
-    )
+    plenty = replace(config, seconds=1e6)
+    b = train(build_model(MLPConfig(hidden_dim=16)), small_splits.train, plenty, small_splits.val)
     assert [m.train_loss for m in a.history] == [m.train_loss for m in b.history]
     with pytest.raises(ValueError, match="seconds must be positive"):
-        train(build_model(MLPConfig(hidden_dim=16)), small_splits.train, config, seconds=0.0)
+        replace(config, seconds=0.0)
 
 
 def test_crop_flip_is_each_image_cropped_from_its_padding_then_mirrored():

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -15,15 +16,16 @@ from pathlib import Path
 import optuna
 import pymysql
 import pytest
+import torch
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from search.recovery import alive, dead_here
 from search.storage import GRACE_FACTOR
 from search.workers import workers_that_fit
-from tests.conftest import KILLABLE, PG_SECRET
-from tests.conftest import QUICK as CONFTEST_QUICK
 from tests.helpers import (
+    KILLABLE,
+    PG_SECRET,
     Forked,
     as_host,
     forked,
@@ -34,6 +36,7 @@ from tests.helpers import (
     running_trial,
     start,
 )
+from tests.helpers import QUICK as CONFTEST_QUICK
 
 SECRET = PG_SECRET  # in pg_url: trust auth ignores it; it is here to prove it is masked
 # The suite's QUICK run, tracked unless a test says --no-mlflow, with a heartbeat each second
@@ -361,34 +364,26 @@ def test_bad_postgres_url_is_one_masked_line(tmp_path, host):
     assert len(lines) == 1 and "postgres:***@" in lines[0] and SECRET not in done.stderr
 
 
-def test_worker_command_lines_carry_no_url_and_parse_back():
+def test_a_worker_gets_its_configuration_in_its_environment_not_on_its_command_line(
+    monkeypatch,
+):
     import search.run
     from search.cli import parse_args
-    from search.workers import worker_argv, worker_config
+    from search.workers import CONFIG_ENV, WORKER_COMMAND, child_config, worker_config, worker_env
 
-    argv = [
-        "--storage",
-        "postgresql://u:pw@h/db",
-        "--tracking-uri=http://a:pw@h",
-        "--workers",
-        "2",
-        "--trials",
-        "4",
-        "--budget",
-        "10m",
-        "--study",
-        "s p a c e",
-    ]
-    config = parse_args(argv, search.run.__doc__)
-    child = worker_config(config, parent_run_id="abc", deadline=123.5)
-    command = worker_argv(child)
-    assert not any("pw" in part for part in command) and "--worker" in command
-    back = parse_args(command[3:], search.run.__doc__)  # after "python -m search.run"
-    assert back.study == child.study.__class__(
-        **{**vars(child.study), "storage": back.study.storage}
-    )
+    argv = "--storage postgresql://u:pw@h/db --workers 2 --trials 4 --budget 10m --study".split()
+    config = parse_args([*argv, "s p a c e"], search.run.__doc__)
+    child = worker_config(config, parent_run_id="abc", uri="http://a:pw@h", deadline=123.5)
+    assert WORKER_COMMAND == (sys.executable, "-m", "search.run")  # nothing to read there
+    env = worker_env(0, torch.device("cpu"), child)
+    monkeypatch.setenv(CONFIG_ENV, env[CONFIG_ENV])
+    back = child_config()
+    assert back == child and CONFIG_ENV not in os.environ  # not inherited any further
+    assert back.workers.worker and back.workers.workers == 1 and back.output.quiet
     assert (back.workers.parent_run_id, back.workers.deadline) == ("abc", 123.5)
-    assert back.output.quiet and back.tracking.uri is None
+    assert (back.study.storage, back.tracking.uri) == ("postgresql://u:pw@h/db", "http://a:pw@h")
+    assert back.study.name == "s p a c e" and back.workers.threads == config.workers.threads
+    assert child_config() is None  # a process of a person's command
 
 
 def test_processes_started_together_on_fresh_default_stores_all_run(tmp_path, monkeypatch):
