@@ -84,10 +84,10 @@ def test_a_signal_while_waiting_for_the_lock_is_not_held_back(tmp_path):
     lock = claim_lock(open_storage(url), url, "s")
     taken, done = threading.Event(), threading.Event()
 
-    def another_worker() -> None:  # holds the lock until the test ends
-        with filelock.FileLock(str(lock.path), is_singleton=False):
+    def another_worker() -> None:  # holds the lock until the test ends, or for a minute
+        with filelock.FileLock(str(lock.path), is_singleton=False):  # (a lost signal fails)
             taken.set()
-            done.wait()
+            done.wait(timeout=60)
 
     holder = threading.Thread(target=another_worker)
     holder.start()
