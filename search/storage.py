@@ -163,25 +163,16 @@ class Lock:
     def _hold(self, signum: int, frame) -> None:
         self._pending.append(signum)
         if not self.held:  # still waiting for the lock: nothing is claimed, stop now
-            self._deliver_signals(frame)
+            self._deliver_signals()
 
-    def _deliver_signals(self, frame=None) -> None:
-        """Put the handlers back, then hand them what came meanwhile. A Python handler is
-        called here and now (``KeyboardInterrupt`` raised where the wait was): raised again
-        with ``raise_signal``, it runs at some later moment, possibly inside a finalizer
-        that swallows the exception (our reading of a loaded CI run in which a test waited
-        for the lock forever after its SIGINT). The default action
-        (SIG_DFL) is the kernel's: the signal is raised again."""
-        handlers, self._handlers = self._handlers, {}
-        for signum, handler in handlers.items():
+    def _deliver_signals(self) -> None:
+        """Put the handlers back, then raise what came meanwhile (to those handlers)."""
+        for signum, handler in self._handlers.items():
             signal.signal(signum, handler)
+        self._handlers = {}
         pending, self._pending = self._pending, []
         for signum in dict.fromkeys(pending):
-            handler = handlers.get(signum, signal.getsignal(signum))
-            if callable(handler):
-                handler(signum, frame)
-            else:
-                signal.raise_signal(signum)
+            signal.raise_signal(signum)
 
     def _acquire(self) -> None:
         raise NotImplementedError

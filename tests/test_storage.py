@@ -92,6 +92,9 @@ def test_a_signal_while_waiting_for_the_lock_is_not_held_back(tmp_path):
     holder = threading.Thread(target=another_worker)
     holder.start()
     taken.wait()
+    # Ctrl-C as a terminal delivers it: a test run started in the background by a shell
+    # without job control inherits SIGINT ignored (and then this waited for the holder).
+    interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
     previous = signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     try:
         signal.setitimer(signal.ITIMER_REAL, 0.3)  # Ctrl-C, while the lock is waited for
@@ -102,6 +105,7 @@ def test_a_signal_while_waiting_for_the_lock_is_not_held_back(tmp_path):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        signal.signal(signal.SIGINT, interrupt)
         done.set()
         holder.join()
 
