@@ -93,27 +93,30 @@ class Budget:
         return seconds + self.reserve <= self.left()
 
 
-def slowest_rate(study: optuna.Study) -> float | None:
-    """Seconds per training image of the slowest complete trial (its validation included):
-    what the next trial and the final fit may cost per image. ``None`` before any."""
+def _rates(study: optuna.Study) -> list[tuple[optuna.trial.FrozenTrial, float]]:
+    """Each complete trial with its seconds per training image (its validation included)."""
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    rates = [
-        t.user_attrs["train_seconds"] / t.user_attrs["train_images"]
+    return [
+        (t, t.user_attrs["train_seconds"] / t.user_attrs["train_images"])
         for t in done
         if t.user_attrs.get("train_images")
     ]
+
+
+def slowest_rate(study: optuna.Study) -> float | None:
+    """Seconds per training image of the slowest complete trial: what the next trial and the
+    final fit may cost per image. ``None`` before any."""
+    rates = [rate for _, rate in _rates(study)]
     return max(rates) if rates else None
 
 
 def best_rate(study: optuna.Study) -> float | None:
     """Seconds per training image of the best complete trial (the incumbent); ``None``
     before any."""
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    done = [t for t in done if t.user_attrs.get("train_images")]
-    if not done:
+    rated = _rates(study)
+    if not rated:
         return None
-    best = max(done, key=lambda t: (t.value, -t.number))
-    return best.user_attrs["train_seconds"] / best.user_attrs["train_images"]
+    return max(rated, key=lambda pair: (pair[0].value, -pair[0].number))[1]
 
 
 def final_epochs_that_fit(

@@ -63,16 +63,11 @@ def regularizers(spec: TrialSpec) -> dict:
 
 
 def final_fit(
-    spec: TrialSpec,
-    splits: Splits,
-    on_epoch: Callable[[StepMetrics], None] | None = None,
-    seconds: float | None = None,
+    spec: TrialSpec, splits: Splits, on_epoch: Callable[[StepMetrics], None] | None = None
 ) -> tuple[nn.Module, float]:
-    """Train ``spec`` from scratch on train + validation, within ``seconds`` if given (its
-    schedule then follows the clock: ``search.train``); the model and the epochs it trained
-    (fewer than ``spec``'s when the time ran out first)."""
-    config = replace(spec.train, seconds=seconds)
-    model, result = fit(spec.model, config, splits.train_and_val(), on_step=on_epoch)
+    """Train ``spec`` from scratch on train + validation; the model and the epochs it trained
+    (fewer than ``spec``'s when its time limit, ``spec.train.seconds``, ran out first)."""
+    model, result = fit(spec.model, spec.train, splits.train_and_val(), on_step=on_epoch)
     return model, result.history[-1].epoch if result.history else 0.0
 
 
@@ -119,11 +114,10 @@ def fitted(
     wanted: int | None,
     trial_number: int,
     on_epoch: Callable[[StepMetrics], None],
-    seconds: float | None = None,
 ) -> Champion:
     """The final fit of ``spec`` (see ``final_fit``) and the summary's words for it."""
     start = time.perf_counter()
-    model, trained = final_fit(spec, splits, on_epoch, seconds)
+    model, trained = final_fit(spec, splits, on_epoch)
     epochs = spec.train.epochs
     cut = f" of {wanted} (--budget)" if wanted is not None and epochs < wanted else ""
     clock = ""
@@ -230,5 +224,7 @@ def _final_fit(
 
     # Under --budget the fit gets what is left before the end's reserve, whatever its epochs
     # cost: priced on a 2 s timing, a whole fit ran 1.21-1.3x slower (docs/measured.md).
-    seconds = None if run.budget.seconds is None else max(1.0, run.budget.left() - run.end_seconds)
-    return fitted(spec, run.splits, wanted, best.number, on_epoch, seconds)
+    if run.budget.seconds is not None:
+        seconds = max(1.0, run.budget.left() - run.end_seconds)
+        spec = replace(spec, train=replace(spec.train, seconds=seconds))
+    return fitted(spec, run.splits, wanted, best.number, on_epoch)

@@ -371,6 +371,7 @@ def plan_for(
     """What this worker is to do, in the study's terms: the target, the time it has and what
     trials, re-runs and the final fit cost in images (``journal``: a journal storage)."""
     training, train_images = config.training, len(splits.train[1])
+    labelled = train_images + len(splits.val[1])  # what a final-fit epoch trains on
     final = training.final_epochs  # None: the final fit fills its share of --budget
     return StudyPlan(
         target=config.study.trials,
@@ -378,8 +379,8 @@ def plan_for(
         timeout=config.study.timeout,
         budget=budget,
         trial_images=training.epochs * train_images,
-        final_images=(final or 0) * (train_images + len(splits.val[1])),
-        epoch_images=train_images + len(splits.val[1]),
+        final_images=(final or 0) * labelled,
+        epoch_images=labelled,
         final_share=training.final_share if final is None else 0.0,
         reruns=training.reruns,
         start_images=(

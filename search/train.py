@@ -198,8 +198,7 @@ def seconds_per_image(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = build_model(model_config).to(images.device, memory_format=torch.channels_last)
-        # lr stays near its base value, as through most of a fit
-        one_batch = _BatchStep(model.train(), config, total_batches=10**6, clock=_Clock(None))
+        one_batch = _BatchStep(model.train(), config, total_batches=10**6)  # lr stays near base
         timed, start = 0, 0.0
         while timed < batches or time.perf_counter() - start < seconds:
             index = torch.randint(len(labels), (size,), device=images.device)
@@ -290,8 +289,13 @@ class _BatchStep:
     schedule's progress is the batches' or ``clock``'s, whichever is further."""
 
     def __init__(
-        self, model: nn.Module, config: TrainConfig, total_batches: int, clock: _Clock
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        total_batches: int,
+        clock: _Clock | None = None,
     ) -> None:
+        clock = clock or _Clock(None)
         self.model, self.config = model, config
         self.optimizer = make_optimizer(model, config)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -3,6 +3,8 @@ it is given, annealed, and says so; without a budget it trains every planned epo
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from search.champion import fitted
@@ -14,7 +16,8 @@ MLP = {"arch": "mlp", "hidden_dim": 16, "optimizer": "adam", "lr": 1e-3, "schedu
 def test_a_budgeted_final_fit_follows_the_clock_and_says_how_far_it_got(small_splits):
     seen = []
     spec = spec_from_params(MLP, epochs=200, seed=0)  # far more than half a second holds
-    chosen = fitted(spec, small_splits, None, 7, seen.append, seconds=0.5)
+    spec = replace(spec, train=replace(spec.train, seconds=0.5))
+    chosen = fitted(spec, small_splits, None, 7, seen.append)
     assert 0 < chosen.final_epochs < 200 and seen[-1].epoch == chosen.final_epochs
     assert chosen.note.startswith("(final fit of trial #7: 200 epochs on train + validation")
     assert f"{chosen.final_epochs:.1f} trained: its schedule followed --budget's clock" in (

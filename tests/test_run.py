@@ -118,9 +118,7 @@ SECRET = "pw-S3cr/t:x"  # never printed, in any spelling
 # "TRACKED" rows run with MLflow on (its default store in the empty working directory).
 PROBES = [
     (["--trials", "0"], "--trials: must be a positive integer, got '0'"),
-    (["--sampler", "anneal"], "--sampler: invalid choice: 'anneal'"),
     (["--pruner", "wizard"], "--pruner: invalid choice: 'wizard'"),
-    (["--sampler", "grid"], "--sampler grid needs --grid FILE"),
     (["--grid", "missing.json"], "--grid missing.json: cannot be read"),
     (["--grid", "bad.json"], "--grid bad.json: not valid json"),
     (["--device", "tpu"], "--device must be one of auto, cpu, cuda, mps, got 'tpu'"),
@@ -159,7 +157,6 @@ PROBES = [
     ),
     (["--storage", "sqlite:///corrupt.db"], "corrupt.db: cannot open: database disk image is"),
     (["--storage", "sqlite:///read_only.db"], "read_only.db is read-only"),
-    (["--budget", "1s"], "--budget 1 s cannot hold a run's start and end"),
     (["--storage", "sqlite://"], "--storage sqlite://: cannot open: an in-memory SQLite"),
     (["--data-dir", "bad.json"], "data directory bad.json is a file, not a directory"),
     (
