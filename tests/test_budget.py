@@ -11,6 +11,7 @@ from optuna.trial import create_trial
 
 from search.budget import (
     MARGIN,
+    PLATEAU_EPOCHS,
     Budget,
     final_epochs_that_fit,
     parse_duration,
@@ -99,9 +100,9 @@ def test_a_fixed_final_fit_is_priced_at_the_slowest_rate():
 @pytest.mark.parametrize(
     ("incumbent_rate", "final"),
     [
-        (0.01, (1000 - 16) / 2),  # 15 epochs of 1,000 images: 150 s, less than the share
-        (0.05, 750.0),  # 15 epochs take 750 s: kept, more than the share
-        (0.1, 1000 - 16),  # 15 epochs do not fit: the whole working time, no more trials
+        (0.003, (1000 - 16) / 2),  # the plateau's epochs of 1,000 images: less than the share
+        (0.0125, 0.0125 * 1000 * PLATEAU_EPOCHS),  # more than the share, and they fit: kept
+        (0.1, 1000 - 16),  # they do not fit: the whole working time, no more trials
     ],
 )
 def test_the_final_fit_keeps_what_the_incumbent_needs_for_its_plateau(incumbent_rate, final):
