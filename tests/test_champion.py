@@ -1,14 +1,26 @@
 """search.champion's decisions taken directly: a final fit under --budget ends within the time
-it is given, annealed, and says so; without a budget it trains every planned epoch."""
+it is given, annealed, and says so; without a budget it trains every planned epoch; ``choose``
+takes the final fit, the weights in memory, or retrains, and says which and why."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
+import optuna
 import pytest
+import torch
+from optuna.trial import create_trial
 
-from search.champion import fitted
+from models import build_model
+from search.budget import Budget
+from search.champion import choose, fitted
+from search.config import RunConfig, TrainingConfig
+from search.objective import BestWeights, Objective, TrialSettings
+from search.pipeline import Inputs, Run
+from search.progress import Progress
 from search.space import spec_from_params
+from search.storage_url import StorageURL
 
 MLP = {"arch": "mlp", "hidden_dim": 16, "optimizer": "adam", "lr": 1e-3, "schedule": "cosine"}
 
@@ -29,3 +41,61 @@ def test_without_a_budget_the_final_fit_trains_every_epoch(small_splits):
     spec = spec_from_params(MLP, epochs=2, seed=0)
     chosen = fitted(spec, small_splits, 2, 3, lambda m: None)
     assert chosen.final_epochs == pytest.approx(2.0) and "clock" not in chosen.note
+
+
+# --- champion.choose: which of the four ways a run's champion comes from --------------------
+
+
+def run_of(splits, final_epochs: int | None, budget: Budget | None = None, best=None) -> Run:
+    """A run without MLflow whose objective holds ``best`` (BestWeights or None) in memory."""
+    config = RunConfig(training=TrainingConfig(final_epochs=final_epochs))
+    url = StorageURL.parse("sqlite:///unused.db")  # never opened: choose reads no storage
+    inputs = Inputs(grid=None, device=torch.device("cpu"), splits=splits, storage_url=url)
+    run = Run(config, inputs, storage=None, steps=1, tracking=None, budget=budget or Budget(None))
+    run.progress = Progress(1, 0, 1, quiet=True)
+    run.objective = Objective(splits, TrialSettings(epochs=1, steps=1, seed=0))
+    run.objective.best = best  # what this process's trials left in memory
+    return run
+
+
+def winner(params: dict = MLP) -> optuna.trial.FrozenTrial:
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(create_trial(value=0.9, params={}, distributions={}))  # trial 0
+    attrs = {"fixed_params": params}  # as a grid records what it fixed: no distributions needed
+    study.add_trial(create_trial(value=0.95, params={}, distributions={}, user_attrs=attrs))
+    return study.trials[1]
+
+
+def test_choose_fits_the_winner_for_final_epochs(small_splits):
+    chosen = choose(run_of(small_splits, 2), winner())
+    assert chosen.final_epochs == pytest.approx(2.0)
+    assert chosen.note.startswith("(final fit of trial #1: 2 epochs on train + validation")
+
+
+def test_choose_without_a_final_fit_takes_the_weights_in_memory(small_splits):
+    spec = spec_from_params(MLP, 1, 0)
+    torch.manual_seed(0)
+    network = build_model(spec.model)
+    best = BestWeights(1, 0.95, spec, network.state_dict())
+    chosen = choose(run_of(small_splits, 0, best=best), winner())
+    assert chosen.note == "(best trial's own weights)" and chosen.final_epochs == 0
+    images = small_splits.val[0][:4]
+    assert torch.equal(chosen.model.eval()(images), network.eval()(images))
+
+
+def test_choose_retrains_a_winner_whose_weights_another_process_held(small_splits):
+    spec = spec_from_params(MLP, 1, 0)
+    other = BestWeights(0, 0.9, spec, build_model(spec.model).state_dict())  # not the winner
+    chosen = choose(run_of(small_splits, 0, best=other), winner())
+    assert chosen.note == "(retrained: trial #1 ran in an earlier process)"
+
+
+@pytest.mark.parametrize(
+    ("final_epochs", "words"),
+    [(5, " (no time left for --final-epochs 5)"), (None, " (no time left for a final fit)")],
+)
+def test_choose_under_a_spent_budget_takes_the_own_weights(small_splits, final_epochs, words):
+    spent = Budget(60.0, start=time.monotonic() - 61.0)
+    chosen = choose(run_of(small_splits, final_epochs, budget=spent), winner())
+    assert chosen.note == "(retrained: trial #1 ran in an earlier process)" + words
+    assert chosen.final_epochs == 0
