@@ -52,6 +52,14 @@ def article(splits) -> tuple[float, float]:
     return time.perf_counter() - start, accuracy
 
 
+def run_env() -> dict[str, str]:
+    """The environment of a ``search.run`` a benchmark starts: this checkout importable, and
+    MLflow's own default store (./mlflow.db in its directory), as a new user's run has."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
 def study(
     directory: Path, extra: list[str], trials: int | None = 50
 ) -> tuple[float, float, list[str]]:
@@ -59,10 +67,8 @@ def study(
     (``None``: no ``--trials`` flag) in ``directory``."""
     cap = ["--trials", str(trials)] if trials is not None else []
     command = [sys.executable, "-m", "search.run", *cap, *extra]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    env.pop("MLFLOW_TRACKING_URI", None)  # MLflow's own default: ./mlflow.db
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=directory, env=run_env(), capture_output=True, text=True)
     seconds = time.perf_counter() - start
     (directory / "search.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:

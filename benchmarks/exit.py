@@ -19,9 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
+
+from benchmarks.baseline import run_env
 
 TINY = "--trials 1 --epochs 1 --train-size 3000 --val-size 1000 --final-epochs 0 --quiet"
 WAYS = {
@@ -32,11 +33,9 @@ WAYS = {
 
 def exit_seconds(way: list[str], args: list[str]) -> float:
     """Seconds from the summary's last line to the end of one run's process."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    env.pop("MLFLOW_TRACKING_URI", None)
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, *way, *args]
-        p = subprocess.Popen(command, cwd=tmp, env=env, stdout=subprocess.PIPE, text=True)
+        p = subprocess.Popen(command, cwd=tmp, env=run_env(), stdout=subprocess.PIPE, text=True)
         last = time.perf_counter()
         for _ in p.stdout:
             last = time.perf_counter()
