@@ -30,12 +30,11 @@ from tests.helpers import (
     KILLABLE,
     QUICK,
     THREADS,
-    cli,
+    Forked,
     forked,
     in_process,
     load,
     mlflow_server,
-    start,
 )
 
 TRACKED = [a for a in QUICK if a != "--no-mlflow"]
@@ -438,9 +437,9 @@ def test_a_tracking_server_that_dies_costs_seconds_and_a_later_run_logs_what_it_
     home.mkdir()
     with mlflow_server(home) as server:
         uri = server.ready()
-        run = start([*args, "--tracking-uri", uri], tmp_path)
+        run = Forked([*args, "--tracking-uri", uri], tmp_path)
         while sum(s in ("COMPLETE", "PRUNED") for s in _states(storage, "blink")) < 2:
-            assert run.poll() is None, run.stderr.read()
+            assert run.poll() is None, run.communicate()
             time.sleep(0.1)
     with pytest.raises(OSError):  # the server is gone, not merely one of its workers
         urllib.request.urlopen(uri + "/health", timeout=5)
@@ -454,7 +453,7 @@ def test_a_tracking_server_that_dies_costs_seconds_and_a_later_run_logs_what_it_
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 3
     with mlflow_server(home) as server:
         uri = server.ready()
-        again = cli([*args, "--tracking-uri", uri], tmp_path)
+        again = forked([*args, "--tracking-uri", uri], tmp_path)
         assert again.returncode == 0, again.stderr
         client = MlflowClient(uri)
         experiment = client.get_experiment_by_name("blink").experiment_id
@@ -491,7 +490,7 @@ def test_sigterm_during_the_final_fit_ends_every_run_and_the_same_command_finish
     args = [*TRACKED, "--trials", "1", "--final-epochs", "12", "--study", "term"]
     args += ["--registered-model", "term-model", "--tracking-uri", server]
     client = MlflowClient(server)
-    proc = start(args, tmp_path)
+    proc = Forked(args, tmp_path)
     while not (fits := _final_fits(client, "term")) or not client.get_metric_history(
         fits[0].info.run_id, "train_loss"
     ):
@@ -506,7 +505,7 @@ def test_sigterm_during_the_final_fit_ends_every_run_and_the_same_command_finish
     assert [r.info.status for r in runs if r.info.status == "RUNNING"] == []
     statuses = {r.info.run_name.split("-")[0]: r.info.status for r in runs}
     assert statuses["final"] == "KILLED" and statuses["term"] == "KILLED"  # and the parent
-    again = cli(args, tmp_path)
+    again = in_process(args, tmp_path)
     assert again.returncode == 0, again.stderr
     assert client.get_model_version_by_alias("term-model", "champion").tags["study"] == "term"
 
