@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.baseline import ARTICLE_EPOCHS, article, study
+from benchmarks.baseline import ARTICLE_EPOCHS, article, split_extra, study
 from benchmarks.recipes import strongest
 from data import load_splits
 from search import recipe
@@ -81,9 +81,7 @@ def describe(epochs: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    own = argv[: argv.index("--")] if "--" in argv else argv
+    own, extra = split_extra(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.anytime",
         description=__doc__,

@@ -80,10 +80,16 @@ def study(
     return seconds, loaded.user_attrs["test_accuracy"]["value"], lines
 
 
+def split_extra(argv: list[str]) -> tuple[list[str], list[str]]:
+    """A benchmark's own flags, and those after ``--`` that go to every ``search.run``."""
+    if "--" not in argv:
+        return argv, []
+    at = argv.index("--")
+    return argv[:at], argv[at + 1 :]
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    own = argv[: argv.index("--")] if "--" in argv else argv
+    own, extra = split_extra(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.baseline",
         description=__doc__,

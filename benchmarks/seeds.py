@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.baseline import study
+from benchmarks.baseline import split_extra, study
 
 
 def winner_line(lines: list[str]) -> str:
@@ -32,9 +32,7 @@ def winner_line(lines: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    own = argv[: argv.index("--")] if "--" in argv else argv
+    own, extra = split_extra(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.seeds",
         description=__doc__,
