@@ -113,28 +113,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if shared in item.fixturenames:
                 item.add_marker(pytest.mark.xdist_group(shared))
                 break
-    items.sort(key=_first_the_long)
-
-
-# The modules of real processes, longest first (the tracked study's group alone is over two
-# minutes of one worker): xdist hands out tests in collection order, so when they came in
-# alphabetical order the longest (test_workers) came last, and one worker ran them alone while
-# the other had nothing left. Longest first, the hundreds of sub-second tests fill the end.
-LONG_FIRST = (
-    "test_tracking.py",
-    "test_workers.py",
-    "test_slurm.py",
-    "test_reconnect.py",
-    "test_recovery.py",
-    "test_dashboard.py",
-    "test_run.py",
-    "test_study.py",
-)
-
-
-def _first_the_long(item: pytest.Item) -> int:
-    name = item.path.name
-    return LONG_FIRST.index(name) if name in LONG_FIRST else len(LONG_FIRST)
 
 
 @pytest.fixture(scope="session", autouse=True)
