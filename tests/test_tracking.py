@@ -226,6 +226,8 @@ def test_pruned_trial_run_has_tag_and_its_epochs(server, tmp_path):
         "3",
         "--step-images",
         "2000",  # one step an epoch
+        "--reruns",
+        "0",  # five equal GOOD trials: their re-runs (searched's case) would add three fits
         "--tracking-uri",
         server,
         "--experiment",
