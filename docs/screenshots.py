@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -38,10 +37,8 @@ def main() -> int:
     p.add_argument("--model", default="fashion-mnist-classifier")
     p.add_argument("--out", type=Path, default=DOCS, help="where the PNGs go (default: docs/)")
     args = p.parse_args()
-    ui = ["ui", "--backend-store-uri", args.mlflow]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # see tests/helpers.py
     with (
-        serving("mlflow", ui, "/health", env=env) as mlflow_url,
+        serving("mlflow", ["ui", "--backend-store-uri", args.mlflow], "/health") as mlflow_url,
         serving("optuna-dashboard", [args.storage], "/api/studies") as dash_url,
         sync_playwright() as pw,
     ):

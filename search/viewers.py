@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import socket
 import subprocess
 import sys
@@ -21,6 +22,13 @@ CHROMIUM_FLAGS = (
     "--no-sandbox --disable-gpu --disable-background-networking --disable-component-update "
     "--disable-sync --no-first-run"
 ).split()
+
+
+# MLflow 3's `mlflow server` and `mlflow ui` also start a job runner and seven huey consumers
+# for GenAI jobs this project never submits: eight more interpreters (36 CPU-s a start and stop
+# against 11 without them) and half a core polled away while the server idles (2026-12-02,
+# 2 cores, MLflow 3.17.2). The tracking server is the same without them; other programs ignore it.
+NO_JOBS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def free_port() -> int:
@@ -65,6 +73,7 @@ def launching(
         "--port",
         str(port),
     ]
+    env = {**(os.environ if env is None else env), **NO_JOBS}
     proc = subprocess.Popen(
         command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

@@ -67,18 +67,12 @@ QUICK = (
 KILLABLE = ["--epochs", "2", "--step-images", "500"]
 
 
-# MLflow 3's server also starts a job runner and seven huey consumers (GenAI jobs this project
-# never submits): eight more interpreters, 25 s of CPU a start and stop, and half a core polled
-# away while it idles. The tracking server itself is unchanged without them.
-NO_JOBS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-
-
 def mlflow_server(home: Path) -> contextlib.AbstractContextManager[Launched]:
     """A real MLflow tracking server on loopback: SQLite backend, local artifact store."""
     store = f"sqlite:///{home / 'mlflow.db'}"
     args = ["server", "--backend-store-uri", store, "--artifacts-destination"]
     args += [str(home / "artifacts"), "--workers", "1"]
-    return launching("mlflow", args, "/health", env={**os.environ, **NO_JOBS})
+    return launching("mlflow", args, "/health")
 
 
 AWKWARD = "../../escaped 'étude'"  # valid for Optuna and MLflow, unsafe as a file name
@@ -271,9 +265,11 @@ def kill_mid_trial(
     raise AssertionError("no trial of the victim reached a step in time")
 
 
-def running_trial(pid: int | str, storage: str, study: str) -> int | None:
+def running_trial(
+    pid: int | str, storage: str, study: str, at_most: int | None = None
+) -> int | None:
     """The number of the running trial of ``pid`` (or of the worker ``host:pid``) once it has
-    reported a step, else ``None``."""
+    reported a step (and, with ``at_most``, no more steps than that), else ``None``."""
     try:
         trials = load(storage, study).get_trials()
     except KeyError:  # the study is not created yet
@@ -281,7 +277,8 @@ def running_trial(pid: int | str, storage: str, study: str) -> int | None:
     for t in trials:
         worker = t.user_attrs.get("worker", "")
         mine = worker == pid if isinstance(pid, str) else worker.endswith(f":{pid}")
-        if mine and t.state.name == "RUNNING" and t.intermediate_values:
+        steps = len(t.intermediate_values)
+        if mine and t.state.name == "RUNNING" and 0 < steps <= (at_most or steps):
             return t.number
     return None
 

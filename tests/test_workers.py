@@ -225,9 +225,7 @@ def test_a_worker_of_another_host_killed_mid_trial_is_retried_after_the_grace_on
     args += ["--registered-model", "hosts-model"]
     host_a, host_b = as_host("host-a", args, tmp_path), as_host("host-b", args, tmp_path)
     deadline = time.monotonic() + 300
-    while (number := running_trial("host-b:1", pg_url, "hosts")) is None or len(
-        load(pg_url, "hosts").trials[number].intermediate_values
-    ) > 2:
+    while (number := running_trial("host-b:1", pg_url, "hosts", at_most=2)) is None:
         assert host_b.poll() is None and time.monotonic() < deadline, host_b.communicate()
         time.sleep(0.05)
     host_b.kill()  # --kill-child: the worker inside dies with it, by SIGKILL
