@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import signal
-import threading
 import warnings
 from pathlib import Path
 
@@ -29,12 +27,11 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from search.reconnect import RECONNECT_WAIT, Reconnect, ReconnectingRDBStorage, is_disconnect
+from search.signals import HeldSignals
 from search.storage_url import StorageURL
 
 HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats; a write per 10 s is free
 GRACE_FACTOR = 3  # a trial is stale after 3 missed beats: tolerant of a busy CPU
-# Ctrl-C and the supervisor's (or a scheduler's) stop: they wait while a lock is held.
-DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def open_storage(
@@ -131,15 +128,14 @@ class Lock:
 
     def __init__(self) -> None:
         self.held = False
-        self._handlers: dict[int, object] = {}  # the handlers a held lock stands in for
-        self._pending: list[int] = []
+        self.signals = HeldSignals(at_once=lambda: not self.held)  # waiting: nothing claimed
 
     def __enter__(self) -> Lock:
-        self._defer_signals()
+        self.signals.hold()
         try:
             self._acquire()
         except BaseException:
-            self._deliver_signals()
+            self.signals.deliver()
             raise
         self.held = True
         return self
@@ -151,28 +147,7 @@ class Lock:
         if self.held:
             self.held = False
             self._release()
-        self._deliver_signals()
-
-    def _defer_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread() or self._handlers:
-            return
-        for signum in DEFERRED_SIGNALS:
-            if signal.getsignal(signum) not in (signal.SIG_IGN, None):
-                self._handlers[signum] = signal.signal(signum, self._hold)
-
-    def _hold(self, signum: int, frame) -> None:
-        self._pending.append(signum)
-        if not self.held:  # still waiting for the lock: nothing is claimed, stop now
-            self._deliver_signals()
-
-    def _deliver_signals(self) -> None:
-        """Put the handlers back, then raise what came meanwhile (to those handlers)."""
-        for signum, handler in self._handlers.items():
-            signal.signal(signum, handler)
-        self._handlers = {}
-        pending, self._pending = self._pending, []
-        for signum in dict.fromkeys(pending):
-            signal.raise_signal(signum)
+        self.signals.deliver()
 
     def _acquire(self) -> None:
         raise NotImplementedError

@@ -40,6 +40,7 @@ from search.feasible import CannotRun
 from search.grid import combinations
 from search.recovery import recover, retry_interrupted, sign, waiting_line
 from search.samplers import make_pruner, make_sampler
+from search.signals import HeldSignals
 from search.space import DEVICE_WARM_START, WARM_START_NOTE
 from search.storage import GRACE_FACTOR, Lock
 
@@ -218,10 +219,14 @@ def finished_count(study: optuna.Study, plan: StudyPlan) -> int:
     return sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
 
 
-def claimed(objective: Callable[[optuna.Trial], float], lock: Lock, taken: list[int]):
+def claimed(
+    objective: Callable[[optuna.Trial], float], lock: Lock, taken: list[int], ending: HeldSignals
+):
     """``objective`` that first gives the claim lock back: once Optuna has handed us a trial
     it is ours, and other workers may look at the study while we train. The trial's number
-    goes on ``taken``."""
+    goes on ``taken``. As it returns (or raises), ``ending`` starts holding Ctrl-C and SIGTERM
+    back: Optuna records the trial's end next, and cannot be interrupted there
+    (``search.signals``)."""
 
     def run(trial: optuna.Trial) -> float:
         # Named before the lock goes: a retried trial still carries its dead worker's name,
@@ -229,7 +234,10 @@ def claimed(objective: Callable[[optuna.Trial], float], lock: Lock, taken: list[
         sign(trial)
         taken.append(trial.number)
         lock.release()
-        return objective(trial)
+        try:
+            return objective(trial)
+        finally:
+            ending.hold()
 
     return run
 
@@ -240,9 +248,13 @@ def _optimize_one(study: optuna.Study, objective, lock: Lock, note, grid: bool) 
     by another: every write to it fails, then so does Optuna's own tell ("Cannot tell a FAIL
     trial"). That trial is dropped with one line, never overwritten."""
     taken: list[int] = []
+    ending = HeldSignals()
     try:
-        run = claimed(objective, lock, taken)
-        study.optimize(run, n_trials=1, catch=(CannotRun,), callbacks=[note])
+        try:
+            run = claimed(objective, lock, taken, ending)
+            study.optimize(run, n_trials=1, catch=(CannotRun,), callbacks=[note])
+        finally:
+            ending.deliver()  # a signal held while the trial's end was recorded: raised now
     except KeyboardInterrupt:
         if taken and not grid:
             retry_interrupted(study, taken[-1])

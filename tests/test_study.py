@@ -82,3 +82,38 @@ def test_a_study_names_its_value_and_says_what_a_step_is_also_when_older():
     assert study.user_attrs["step"].startswith("one step = 5,000 training images")
     grid = study_settings(StudyConfig(grid="g.json"), epochs=3, steps=3, images=2000, space="cpu")
     assert grid["step"].startswith("one step = training epoch") and grid["mode"] == "grid"
+
+
+def test_a_signal_while_optuna_records_a_trials_end_waits_for_it(tmp_path):
+    """SIGTERM (which a run turns into KeyboardInterrupt) landing inside Optuna's tell: the
+    trial's end is recorded, then the interrupt is raised, not Optuna's UnboundLocalError
+    from the half-run ``finally`` (a Slurm ``scancel`` in the suite once met it there)."""
+    import os
+    import signal
+
+    import pytest
+
+    from search.storage import FileLock
+    from search.study import StudyPlan, run_trials
+
+    class SignalledStorage(optuna.storages.InMemoryStorage):
+        """A real storage whose write of a trial's end is where the signal lands."""
+
+        def set_trial_state_values(self, trial_id, state, values=None):
+            os.kill(os.getpid(), signal.SIGTERM)  # Python runs the handler at the next line
+            return super().set_trial_state_values(trial_id, state, values)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    def objective(trial: optuna.Trial) -> float:
+        return trial.suggest_float("x", 0, 1)
+
+    study = optuna.create_study(storage=SignalledStorage())
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_trials(study, objective, StudyPlan(target=3), FileLock(tmp_path / "lock"))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"]
