@@ -137,6 +137,7 @@ def build_parser(doc: str) -> Parser:
     p = Parser(
         prog="python -m search.run",
         description=doc.split("\n\n")[0],
+        allow_abbrev=False,  # "--worker 2" must not quietly mean --workers 2
         epilog=doc.split("\n\n", 1)[1],
         formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(
             prog, max_help_position=32

@@ -69,6 +69,7 @@ from search.study import (
 )
 from search.train import evaluate_and_predict
 from search.urls import check_tracking_uri, mask_url
+from search.viewers import mlflow_ui_command
 from search.workers import (
     child_config,
     die_with_supervisor,
@@ -497,11 +498,7 @@ def tracking_line(run: Run, registered: str | None) -> str:
             f"MLflow: FAILED {run.tracking.health.lost}\nMLflow is missing: {missing}; "
             "re-run this command with the server up to log them (exit status 1)"
         )
-    ui = (
-        f"open it: mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
-        if not uri.startswith("http")
-        else f"open it: {uri}"
-    )
+    ui = f"open it: {mlflow_ui_command(uri)}" if not uri.startswith("http") else f"open it: {uri}"
     return f"MLflow: experiment {run.config.tracking.experiment!r} at {uri}    {ui}\n{registered}"
 
 

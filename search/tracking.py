@@ -119,8 +119,8 @@ class Tracking:
 
 
 def open_for_run(config: RunConfig, device: str) -> Tracking:
-    """MLflow for a run: its own parent run (tags and the settings as params), or with
-    ``--worker`` the supervisor's. Any failure is one line for the user (``TrackingError``)."""
+    """MLflow for a run: its own parent run (tags and the settings as params), or in a child of
+    ``--workers`` the supervisor's. Any failure is one line for the user (``TrackingError``)."""
     parent = config.workers.parent_run_id
     try:
         tracking = open_tracking(config.tracking, parent)

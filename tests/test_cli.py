@@ -40,6 +40,8 @@ def parse(*args: str):
         (["--heartbeat", "0"], "--heartbeat: must be a positive integer, got '0'"),
         (["--parent-run-id", "x"], "unrecognized arguments: --parent-run-id x"),  # children only
         (["--deadline", "5"], "unrecognized arguments: --deadline 5"),
+        (["--worker", "2"], "unrecognized arguments: --worker 2"),  # no prefix of --workers
+        (["--trial", "5"], "unrecognized arguments: --trial 5"),
     ],
 )
 def test_bad_flags_raise_one_usage_error_naming_the_flag(args, message):
