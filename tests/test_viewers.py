@@ -12,15 +12,14 @@ from search.viewers import free_port, mlflow_ui_command, wait_http
 
 
 def _tree(root: int) -> list[str]:
-    """The command lines of ``root``'s descendants, from /proc."""
+    """The command lines of ``root``'s descendants, by parent pid from /proc (a thread's
+    ``children`` file would miss processes that a server starts from another thread)."""
     parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
+    for proc in Path("/proc").glob("[0-9]*"):
         try:
-            stat = (entry / "stat").read_text()
-        except (OSError, ValueError):
+            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError):
             continue
-        if entry.name.isdigit():
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
     found, frontier = [], {root}
     while frontier:
         frontier = {pid for pid, parent in parents.items() if parent in frontier}
@@ -35,8 +34,8 @@ def _tree(root: int) -> list[str]:
 def test_the_printed_mlflow_ui_command_serves_the_store_without_the_job_runner(tmp_path):
     """Pasted into a shell of the venv (plus a free port), the line serves the store, and none
     of its processes is MLflow 3's job runner or a huey consumer (which poll half a core away
-    while a study trains beside them). The UI's answer to /health is not enough: the job runner
-    starts before it, so the tree is read once the UI has answered a page that needs the store."""
+    while a study trains beside them). The tree is read once the UI has answered a page that
+    reads the store, so the server is fully up."""
     port = free_port()
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     command = f"{mlflow_ui_command(store)} --port {port}"
