@@ -7,7 +7,9 @@ schedule stretched over the longer run and the regularizers its length calls for
 (``search.recipe``), or under ``--budget`` for as many epochs as fit: the *final fit*. With
 ``--final-epochs 0`` (and in grid mode) the champion is the best trial's own weights, from
 this process's memory, from its MLflow checkpoint, or retrained (deterministic on a CPU). A
-resumed study whose best trial is already the registered champion is not fitted again.
+resumed study whose best trial is already the registered champion is not fitted again. Where
+the weights and the registration live is the hooks' business (``search.hooks``): this module
+takes the study, the winner, the data, the budget and the settings, and never names MLflow.
 """
 
 from __future__ import annotations
@@ -15,21 +17,27 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import optuna
 from torch import nn
 
 from data import Splits
-from models import build_model
 from search import recipe
 from search.budget import FIT_MARGIN, MARGIN, Budget, final_epochs_that_fit
-from search.objective import BestWeights
-from search.space import TrialSpec, spec_from_params
+from search.hooks import StudyHooks
+from search.space import TrialSpec, full_params, spec_from_params
 from search.train import StepMetrics, fit, seconds_per_image
 
-if TYPE_CHECKING:
-    from search.pipeline import Run
+
+@dataclass(frozen=True)
+class EndSettings:
+    """What the end of a study needs of the run's settings."""
+
+    epochs: int  # a trial's length, in epochs: re-runs and retraining train as long
+    final_epochs: int | None  # the final fit's (None: as many as --budget holds; 0: none)
+    reruns: int  # top trials re-run before the choice (search.winner)
+    seed: int  # the study's: trial n trained on seed + n
+    end_seconds: float  # kept for the end of the run (search.budget)
 
 
 @dataclass
@@ -37,11 +45,6 @@ class Champion:
     model: nn.Module  # takes normalized images, on the splits' device
     note: str  # how it was obtained, for the summary
     final_epochs: float = 0  # of the final fit, 0 when there was none
-
-
-def full_params(trial: optuna.trial.FrozenTrial) -> dict:
-    """The trial's params, plus those a grid fixed (see ``Objective.params``)."""
-    return {**trial.user_attrs.get("fixed_params", {}), **trial.params}
 
 
 def trial_spec(trial: optuna.trial.FrozenTrial, epochs: int, seed: int) -> TrialSpec:
@@ -138,93 +141,72 @@ def recipe_words(spec: TrialSpec) -> str:
     return f", with {' and '.join(words)}" if words else ""
 
 
-def trial_weights(
-    best: optuna.trial.FrozenTrial,
-    spec: TrialSpec,
-    splits: Splits,
-    in_memory: BestWeights | None,
-    checkpoint: Callable[[], nn.Module | None],
+def own_weights(
+    best: optuna.trial.FrozenTrial, splits: Splits, settings: EndSettings, hooks: StudyHooks
 ) -> Champion:
-    """The best trial's own weights: this process's memory, its checkpoint, or retrained."""
-    if in_memory is not None and in_memory.trial_number == best.number:
-        model = build_model(in_memory.spec.model)
-        model.load_state_dict(in_memory.state)
-        return Champion(model.to(splits.device), "(best trial's own weights)")
-    model = checkpoint()
-    if model is not None:
-        return Champion(model.to(splits.device), "(best trial's checkpoint from MLflow)")
+    """The best trial's own weights: as the hooks keep them (this process's memory, its
+    checkpoint in MLflow), or retrained (deterministic on a CPU)."""
+    found = hooks.weights(best)
+    if found is not None:
+        model, note = found
+        return Champion(model.to(splits.device), note)
+    spec = trial_spec(best, settings.epochs, settings.seed)
     model, _ = fit(spec.model, spec.train, splits.train)
     return Champion(model, f"(retrained: trial #{best.number} ran in an earlier process)")
 
 
-def network_of(shipped: nn.Module) -> nn.Module:
-    """A registered standalone model without its ``normalize`` layer: splits are normalized."""
-    return nn.Sequential(*list(shipped.children())[1:])
+# --- the decision -------------------------------------------------------------------------
 
 
-# --- the decision, for a run (search.pipeline.Run) ---------------------------------------------
-
-
-def choose(run: Run, best: optuna.trial.FrozenTrial) -> Champion:
+def choose(
+    study: optuna.Study,
+    best: optuna.trial.FrozenTrial,
+    splits: Splits,
+    budget: Budget,
+    settings: EndSettings,
+    hooks: StudyHooks,
+) -> Champion:
     """The champion for the winner ``best``: the registered one if it already is this trial
     (a resumed study), else its final fit for what the budget leaves of ``--final-epochs``,
     else its own weights."""
-    registered = _registered(run, best)
+    registered = hooks.registered(study, best)
     if registered is not None:
-        return registered
-    wanted = run.config.training.final_epochs
-    run.budget.reserve = 0.0  # what is left is the final fit's, less the end's own reserve
-    epochs = epochs_that_fit(best, run.splits, wanted, run.budget, run.end_seconds)
+        model, note = registered
+        return Champion(model.to(splits.device), note)
+    wanted = settings.final_epochs
+    budget.reserve = 0.0  # what is left is the final fit's, less the end's own reserve
+    epochs = epochs_that_fit(best, splits, wanted, budget, settings.end_seconds)
     if not epochs:
-        return _own_weights(run, best, wanted)
-    return _final_fit(run, best, epochs, wanted)
+        chosen = own_weights(best, splits, settings, hooks)
+        if wanted:
+            chosen.note += f" (no time left for --final-epochs {wanted})"
+        elif wanted is None:
+            chosen.note += " (no time left for a final fit)"
+        return chosen
+    return final(best, epochs, splits, budget, settings, hooks)
 
 
-def _registered(run: Run, best: optuna.trial.FrozenTrial) -> Champion | None:
-    if run.tracking is None:
-        return None
-    version = run.tracking.registry.is_champion(run.study.study_name, best.number)
-    if version is None:
-        return None
-    shipped = run.tracking.registry.load(version)
-    if shipped is None:  # MLflow failed on the way: fit it again
-        return None
-    model = network_of(shipped).to(run.splits.device)
-    note = f"(registered champion version {version.version}, fitted by an earlier run: no new "
-    return Champion(model, note + "final fit)")
-
-
-def _own_weights(run: Run, best: optuna.trial.FrozenTrial, wanted: int | None) -> Champion:
-    config, tracking = run.config, run.tracking
-    spec = trial_spec(best, config.training.epochs, config.study.seed)
-    run_id = best.user_attrs.get("mlflow_run_id", "")
-    checkpoint = (lambda: tracking.checkpoints.load(run_id)) if tracking else (lambda: None)
-    chosen = trial_weights(best, spec, run.splits, run.objective.best, checkpoint)
-    if wanted:
-        chosen.note += f" (no time left for --final-epochs {wanted})"
-    elif wanted is None:
-        chosen.note += " (no time left for a final fit)"
-    return chosen
-
-
-def _final_fit(
-    run: Run, best: optuna.trial.FrozenTrial, epochs: float, wanted: int | None
+def final(
+    best: optuna.trial.FrozenTrial,
+    epochs: float,
+    splits: Splits,
+    budget: Budget,
+    settings: EndSettings,
+    hooks: StudyHooks,
 ) -> Champion:
-    spec = final_spec(best, epochs, run.config.study.seed)
-    runs = run.tracking.runs if run.tracking is not None else None
-    if runs is not None:
-        images = len(run.splits.train[1]) + len(run.splits.val[1])
-        params = {**full_params(best), **regularizers(spec), "train_images": images}
-        runs.start_final(best.number, params, epochs)
-
-    def on_epoch(m: StepMetrics) -> None:
-        run.progress.final_epoch(m, epochs)
-        if runs is not None:
-            runs.log_final_epoch(m)
-
+    """The final fit of ``best`` for ``epochs``, each epoch told to the hooks."""
+    spec = final_spec(best, epochs, settings.seed)
+    images = len(splits.train[1]) + len(splits.val[1])
+    hooks.final_started(
+        best, {**full_params(best), **regularizers(spec), "train_images": images}, epochs
+    )
     # Under --budget the fit gets what is left before the end's reserve, whatever its epochs
     # cost: priced on a 2 s timing, a whole fit ran 1.21-1.3x slower (docs/measured.md).
-    if run.budget.seconds is not None:
-        seconds = max(1.0, run.budget.left() - run.end_seconds)
+    if budget.seconds is not None:
+        seconds = max(1.0, budget.left() - settings.end_seconds)
         spec = replace(spec, train=replace(spec.train, seconds=seconds))
-    return fitted(spec, run.splits, wanted, best.number, on_epoch)
+
+    def on_epoch(m: StepMetrics) -> None:
+        hooks.final_epoch(m, epochs)
+
+    return fitted(spec, splits, settings.final_epochs, best.number, on_epoch)

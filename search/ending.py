@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -23,16 +21,12 @@ from typing import Any
 
 import optuna
 
+from search.process import me
 from search.storage import Lock
 
 KEY = "ending"  # the study's user attribute holding the claim
 LEASE_SECONDS = 60.0  # how long a silent claimant blocks the others: a minute, not a study
 RENEW_SECONDS = 10.0  # well inside the lease: a slow storage write cannot let it lapse
-
-
-def me() -> str:
-    """This process, as the claim and the champion's tags name it."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def holder(claim: dict[str, Any] | None, now: float) -> str | None:

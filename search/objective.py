@@ -11,9 +11,10 @@ here at all (``search.feasible``) ends FAIL before training, with ``cannot_run``
 trial (``worker``, for crash recovery) is recorded when it is claimed (``search.study``).
 
 What happens around a trial besides training it (MLflow runs, checkpoints, pictures, the
-progress bar) is a list of ``TrialHooks``, called at the trial's start, every step, its end,
-and when it completes (with whether it beats every complete trial of the study). The process
-keeps the weights of its own best trial in memory, for the end of the run.
+progress bar) is a list of ``TrialHooks`` (``search.hooks``), called at the trial's start,
+every step, its end, and when it completes (with whether it beats every complete trial of the
+study). The process keeps the weights of its own best trial in memory; ``OwnWeights`` hands
+them to the end of the study.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from models import build_model, count_parameters
 from search import feasible
 from search.budget import MARGIN, Budget
 from search.grid import with_defaults
+from search.hooks import Completed, StudyHooks, TrialHooks, Weights
 from search.space import TrialSpec, spec_from_params, suggest_params
 from search.train import Diverged, StepMetrics, TrainResult, train
 
@@ -46,37 +48,27 @@ class TrialSettings:
 
 
 @dataclass
-class Completed:
-    """A complete trial, as the hooks see it."""
-
-    trial: optuna.Trial
-    value: float
-    spec: TrialSpec
-    state: dict[str, torch.Tensor]  # weights on the CPU
-    val_predictions: torch.Tensor  # on the whole validation split
-    beats_study: bool  # better than every complete trial so far, in any worker
-
-
-class TrialHooks:
-    """Called around each trial; every method does nothing unless overridden."""
-
-    def started(self, trial: optuna.Trial, params: dict[str, Any]) -> None: ...
-
-    def step(self, trial: optuna.Trial, metrics: StepMetrics) -> None: ...
-
-    def ended(
-        self, trial: optuna.Trial, state: str, value: float | None, killed: bool
-    ) -> None: ...
-
-    def completed(self, done: Completed) -> None: ...
-
-
-@dataclass
 class BestWeights:
     trial_number: int
     value: float
     spec: TrialSpec
     state: dict[str, torch.Tensor]  # on the CPU
+
+
+class OwnWeights(StudyHooks):
+    """The end of the study asks for a trial's weights: this process's best trial's, kept in
+    memory by ``objective``."""
+
+    def __init__(self, objective: Objective) -> None:
+        self.objective = objective
+
+    def weights(self, trial: optuna.trial.FrozenTrial) -> Weights | None:
+        best = self.objective.best
+        if best is None or best.trial_number != trial.number:
+            return None
+        model = build_model(best.spec.model)
+        model.load_state_dict(best.state)
+        return model, "(best trial's own weights)"
 
 
 class Objective:

@@ -1,9 +1,9 @@
 """What a run has opened, in one object: ``Run``.
 
-``search.run.main`` reads as prepare -> search -> finish -> report. ``prepare`` checks every
-input and builds the ``Run`` (config, inputs, storage, steps, tracking, budget); opening the
-study fills in the rest (claim lock, study, plan, artifact store, progress, objective); every
-later step takes the ``Run`` instead of a list of its parts.
+``search.run.main`` reads as prepare -> search -> finish -> summary. ``search.prepare`` checks
+every input and builds the ``Run`` (config, inputs, storage, steps, the study's hooks, budget);
+opening the study fills in the rest (claim lock, study, plan, artifact store, progress,
+objective). The command's steps take the ``Run``; what they call takes only what it uses.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 from data import Splits
 from search.budget import END_SECONDS, END_SECONDS_UNTRACKED, Budget
 from search.config import RunConfig
+from search.hooks import Hooks
 from search.storage_url import StorageURL
 
 if TYPE_CHECKING:  # only for the annotations: none of these is needed to build a Run
@@ -25,7 +26,6 @@ if TYPE_CHECKING:  # only for the annotations: none of these is needed to build 
     from search.progress import Progress
     from search.storage import Lock
     from search.study import StudyPlan
-    from search.tracking import Tracking
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Run:
     inputs: Inputs
     storage: Any  # an Optuna storage, opened
     steps: int  # reports per trial
-    tracking: Tracking | None  # None with --no-mlflow
+    hooks: Hooks  # the study's (MLflow's unless --no-mlflow; the progress bar's once open)
     budget: Budget  # from the process's start (a --workers child: the supervisor's deadline)
     lock: Lock | None = None  # the storage's claim lock
     study: optuna.Study | None = None
@@ -61,4 +61,4 @@ class Run:
     @property
     def end_seconds(self) -> float:
         """Kept for the end of the run: evaluation, pictures, and with MLflow registering."""
-        return END_SECONDS if self.tracking is not None else END_SECONDS_UNTRACKED
+        return END_SECONDS if self.config.tracking.enabled else END_SECONDS_UNTRACKED

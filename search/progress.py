@@ -3,7 +3,7 @@ then the final fit's epochs.
 
 ``--quiet`` turns it off (scripts, CI logs). Optuna's per-trial INFO lines are silenced
 (``search.quiet``): the bar says the same in one line. It follows trials as one of the
-objective's hooks.
+objective's hooks, and the end of the study as one of the study's (``search.hooks``).
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from __future__ import annotations
 import optuna
 from tqdm import tqdm
 
-from search.objective import TrialHooks
+from search.hooks import StudyHooks, TrialHooks
 from search.reconnect import stderr_notice
 from search.train import StepMetrics
 
 
-class Progress(TrialHooks):
+class Progress(TrialHooks, StudyHooks):
     def __init__(self, total: int, done: int, steps: int, quiet: bool) -> None:
         self.steps, self.quiet = steps, quiet
         self.bar = (
@@ -33,20 +33,22 @@ class Progress(TrialHooks):
             f"trial {trial_number} step {m.step}/{self.steps} val {m.val_accuracy:.4f}{best}"
         )
 
-    def final_epoch(self, m: StepMetrics, epochs: float) -> None:
+    def final_epoch(self, metrics: StepMetrics, epochs: float) -> None:
+        m = metrics
         if self.bar is not None:  # epochs in tenths under --budget: "epoch 28.8/28.8", not 29
             done = f"{round(m.epoch, 1):g}/{epochs:g}"
             accuracy = f"train_accuracy {m.train_accuracy:.4f}"
             self.bar.set_postfix_str(f"final fit epoch {done} {accuracy}")
 
-    def rerunning(self, trial_number: int) -> None:
+    def rerun_started(self, trial: optuna.trial.FrozenTrial) -> None:
         if self.bar is not None:
-            self.bar.set_postfix_str(f"re-running trial #{trial_number} on another seed")
+            self.bar.set_postfix_str(f"re-running trial #{trial.number} on another seed")
 
-    def rerun(self, trial_number: int, value: float) -> None:
-        self.note(f"re-run of trial #{trial_number}: val_accuracy {value:.4f}")
+    def rerun_done(self, trial: optuna.trial.FrozenTrial, seed: int, value: float) -> None:
+        self.note(f"re-run of trial #{trial.number}: val_accuracy {value:.4f}")
 
-    def after_trial(self, study: optuna.Study, finished: int) -> None:
+    def trials_done(self, study: optuna.Study, finished: int) -> None:
+        """After a trial: ``finished`` of the study's trials are done."""
         try:
             self.best = study.best_value
         except ValueError:  # no complete trial yet

@@ -1,8 +1,10 @@
 """Trials left RUNNING by a dead worker: found, failed and retried once, on every storage.
 
-Each trial's first act is to record ``worker`` (``host:pid``) and ``worker_space`` (the boot
-and pid namespace the pid belongs to; ``sign``). A RUNNING trial whose worker ran on this
-machine, in this boot and pid namespace, and whose process is gone is dead for certain:
+Each trial's first act is to record ``worker`` (``host:pid``), ``worker_space`` (the boot
+and pid namespace the pid belongs to) and ``worker_started`` (the process's start time, so a
+reused pid is not taken for it; ``sign``, ``search.process``). A RUNNING trial whose worker
+ran on this machine, in this boot and pid namespace, and whose process is gone is dead for
+certain:
 it is failed (reason in its ``failed`` user attribute) and its params re-queued once, as
 Optuna's ``RetryHeartbeatStaleTrialCallback`` does, at once and on any storage. That is all
 journal storage can have: Optuna 5 gives it no heartbeats. A trial of another machine is
@@ -12,70 +14,38 @@ nothing can tell whether it is alive, and the waiting worker says so on its prog
 
 from __future__ import annotations
 
-import os
 import socket
 import warnings
-from pathlib import Path
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-
-def alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine and has not exited (a zombie has)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: it exists
-        return True
-    try:  # Linux: an exited child that nobody reaped yet is a zombie, state 'Z'
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def process_space() -> str:
-    """``BOOT_ID:PID_NAMESPACE`` of this process (empty parts off Linux): a pid means one
-    process only within one boot and one pid namespace, and containers may share a host name."""
-    parts = []
-    for read in (
-        lambda: Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
-        lambda: str(os.stat("/proc/self/ns/pid").st_ino),
-    ):
-        try:
-            parts.append(read())
-        except OSError:
-            parts.append("")
-    return ":".join(parts)
+from search import process
 
 
 def sign(trial: optuna.Trial) -> None:
-    """Record who runs ``trial``: ``worker`` (``host:pid``) and ``worker_space``."""
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-    trial.set_user_attr("worker_space", process_space())
+    """Record who runs ``trial``: ``worker`` (``host:pid``), ``worker_space`` and
+    ``worker_started`` (``search.process``)."""
+    who = process.record()
+    trial.set_user_attr("worker", who["owner"])
+    trial.set_user_attr("worker_space", who["space"])
+    trial.set_user_attr("worker_started", who["started"])
 
 
 def owner(trial: FrozenTrial) -> tuple[str, int] | None:
-    host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
-    return (host, int(pid)) if host and pid.isdigit() else None
+    return process.parse(trial.user_attrs.get("worker", ""))
 
 
 def dead_here(trial: FrozenTrial) -> bool:
     """Run by a process of this machine that is gone. Called under the claim lock, when this
-    process runs no trial: a trial that names this very process is a dead one's (pid reuse)."""
-    found = owner(trial)
-    if found is None or found[0] != socket.gethostname():
-        return False
-    recorded, here = trial.user_attrs.get("worker_space", process_space()), process_space()
-    if recorded != here:
-        boot, mine = recorded.partition(":")[0], here.partition(":")[0]
-        # Booted since: the process is gone. Another pid namespace (a container with this
-        # host name): its pids mean nothing here, so nothing can be told.
-        return bool(boot and mine and boot != mine)
-    return found[1] == os.getpid() or not alive(found[1])
+    process runs no trial: a trial that names this very process is a dead one's (pid reuse),
+    or one this process could not end (either way nobody runs it)."""
+    attrs = trial.user_attrs
+    name = attrs.get("worker", "")
+    if name == process.me():
+        return True
+    return process.gone(name, attrs.get("worker_space"), attrs.get("worker_started"))
 
 
 def recover(study: optuna.Study) -> list[int]:

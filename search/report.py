@@ -14,6 +14,7 @@ from data.splits import TEST_SIZE
 from search.config import RunConfig
 from search.grid import run_table
 from search.names import file_stem
+from search.space import full_params
 from search.study import CANNOT_RUN_STREAK, Ended, Stop
 from search.urls import mask_url
 
@@ -107,7 +108,7 @@ class Summary:
     model_note: str = ""
     winner: str = ""  # search.winner's line: what was chosen over what, and its noise
     elsewhere: str = ""  # who else is ending the study (search.ending), if not this run
-    tracking: str = ""
+    tracking_line: str = ""  # MLflow's, or that it is off
     files: list[Path] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -136,8 +137,8 @@ class Summary:
             if self.elsewhere:
                 out.append(self.elsewhere)
         out.append(f"study: {self.storage}    open it: optuna-dashboard {self.storage}")
-        if self.tracking:
-            out.append(self.tracking)
+        if self.tracking_line:
+            out.append(self.tracking_line)
         out += [f"saved: {p}" for p in self.files]
         return out
 
@@ -156,7 +157,7 @@ def state_counts(study: optuna.Study) -> dict[str, int]:
 def summary_of(
     config: RunConfig, study: optuna.Study, stop: Stop, seconds: float, outcome, tracking: str
 ) -> Summary:
-    """The summary of a run: ``outcome`` is ``search.run.Outcome`` (files, choice, the winning
+    """The summary of a run: ``outcome`` is ``search.finish.Outcome`` (files, choice, the winning
     trial, the champion's test accuracy and how it was obtained)."""
     best = outcome.best
     return Summary(
@@ -167,13 +168,13 @@ def summary_of(
         wall_seconds=seconds,
         best_trial=study.best_trial.number if best else None,
         best_value=study.best_value if best else None,
-        best_params={**best.user_attrs.get("fixed_params", {}), **best.params} if best else {},
+        best_params=full_params(best) if best else {},
         test_accuracy=outcome.test_accuracy,
         test_images=config.data.test_size,
         model_note=outcome.note,
         winner=outcome.choice.line() if outcome.choice else "",
         elsewhere=outcome.elsewhere,
-        tracking=tracking,
+        tracking_line=tracking,
         files=outcome.files,
     )
 

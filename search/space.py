@@ -96,6 +96,11 @@ def suggest_params(trial: optuna.Trial, space: str = "cpu") -> dict[str, Any]:
     return sample(trial, space)
 
 
+def full_params(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """The trial's params, plus those a grid fixed (its ``fixed_params``: no Optuna params)."""
+    return {**trial.user_attrs.get("fixed_params", {}), **trial.params}
+
+
 FAMILIES = {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig}
 
 

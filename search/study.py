@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-import socket
 import sys
 import time
 import warnings
@@ -38,6 +36,7 @@ from search.config import RunConfig, StudyConfig
 from search.errors import UserError
 from search.feasible import CannotRun
 from search.grid import combinations
+from search.process import me
 from search.recovery import recover, retry_interrupted, sign, waiting_line
 from search.samplers import make_pruner, make_sampler
 from search.signals import HeldSignals
@@ -267,7 +266,7 @@ def _optimize_one(study: optuna.Study, objective, lock: Lock, note, grid: bool) 
         if not taken or not _failed_by_another(study, taken[-1]):
             raise
         print(
-            f"worker {socket.gethostname()}:{os.getpid()}: trial #{taken[-1]} was failed and "
+            f"worker {me()}: trial #{taken[-1]} was failed and "
             "retried by another worker while this one was stopped; dropped it, going on",
             file=sys.__stderr__,  # past --quiet's held stderr: it says why a trial is missing
         )

@@ -22,7 +22,6 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -30,12 +29,9 @@ from optuna.trial import FrozenTrial, TrialState
 from data import Splits
 from search import champion
 from search.budget import MARGIN, Budget
+from search.hooks import StudyHooks
 from search.space import TrialSpec
-from search.study import final_reserve
 from search.train import fit
-
-if TYPE_CHECKING:
-    from search.pipeline import Run
 
 # Under --budget a configuration whose final fit would get fewer epochs than this in what is
 # left cannot win (a slow network judged on one epoch may be unaffordable long).
@@ -166,30 +162,33 @@ def choose(study: optuna.Study, k: int, how: Reruns) -> Choice | None:
     return choice
 
 
-def for_run(run: Run) -> Choice | None:
-    """The run's winner: the top ``--reruns`` trials re-run (what the budget allows, keeping
-    the final fit's time), the best mean chosen; each re-run on the progress line and in
-    MLflow. ``None`` before any trial completed."""
-    config, splits, tracking = run.config, run.splits, run.tracking
-    run.budget.reserve = final_reserve(run.plan, run.study)
-
-    def on_rerun(trial: FrozenTrial, seed: int, value: float, seconds: float) -> None:
-        run.progress.rerun(trial.number, value)
-        if tracking is not None:
-            tracking.runs.log_rerun(trial.number, champion.full_params(trial), seed, value)
+def decide(
+    study: optuna.Study,
+    splits: Splits,
+    budget: Budget,
+    settings: champion.EndSettings,
+    hooks: StudyHooks,
+) -> Choice | None:
+    """The study's winner: the top ``settings.reruns`` trials re-run (what the budget allows
+    beyond its reserve, which keeps the final fit's time), the best mean chosen; each re-run
+    told to the hooks (the progress line, MLflow). ``None`` before any trial completed."""
 
     def final_epochs(trial: FrozenTrial) -> float:  # what its final fit would get of the rest
-        left = Budget(run.budget.left())
-        return champion.epochs_that_fit(trial, splits, None, left, run.end_seconds, measured=False)
+        left = Budget(budget.left())
+        end = settings.end_seconds
+        return champion.epochs_that_fit(trial, splits, None, left, end, measured=False)
 
-    budgeted = config.training.final_epochs is None and run.budget.seconds is not None
+    def on_rerun(trial: FrozenTrial, seed: int, value: float, seconds: float) -> None:
+        hooks.rerun_done(trial, seed, value)
+
+    budgeted = settings.final_epochs is None and budget.seconds is not None
     how = Reruns(
-        spec_of=lambda t: champion.trial_spec(t, config.training.epochs, config.study.seed),
+        spec_of=lambda t: champion.trial_spec(t, settings.epochs, settings.seed),
         splits=splits,
-        seed=config.study.seed,
-        budget=run.budget,
-        on_start=lambda t: run.progress.rerunning(t.number),
+        seed=settings.seed,
+        budget=budget,
+        on_start=hooks.rerun_started,
         on_rerun=on_rerun,
         final_epochs=final_epochs if budgeted else None,
     )
-    return choose(run.study, config.training.reruns, how)
+    return choose(study, settings.reruns, how)

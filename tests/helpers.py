@@ -132,7 +132,7 @@ def start(args: list[str], cwd: Path) -> subprocess.Popen:
 # fork server, so each ``forked`` run starts from a warm copy of it. (search.run imports the
 # rest of the product; figures and tracking it imports only when needed.)
 WARM = ["torch", "torch._dynamo", "optuna", "mlflow", "mlflow.pytorch", "pandas", "search.run"]
-WARM += ["search.figures", "search.tracking", "tests.helpers"]
+WARM += ["search.figures", "search.tracking.hooks", "tests.helpers"]
 
 
 def _warm_context() -> multiprocessing.context.BaseContext:

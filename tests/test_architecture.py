@@ -1,6 +1,7 @@
 """The shape the code keeps (read from the source, nothing imported): short functions with few
-parameters in ``search/``, no import cycle, ``models/`` on torch alone, optuna and mlflow only
-in ``search/``."""
+parameters in ``search/``, no import cycle (annotations' imports included), ``models/`` on
+torch alone, optuna only in ``search/``, MLflow only in ``search/tracking/``, ``search.run``
+short and imported by nothing."""
 
 from __future__ import annotations
 
@@ -16,18 +17,23 @@ MAX_LINES, MAX_PARAMS = 40, 6
 def modules() -> dict[str, ast.Module]:
     found = {}
     for package in PACKAGES:
-        for path in sorted((ROOT / package).glob("*.py")):
+        for path in sorted((ROOT / package).rglob("*.py")):
             name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
             found[name.removesuffix(".__init__")] = ast.parse(path.read_text())
     return found
 
 
-def runtime_imports(tree: ast.Module) -> set[str]:
-    """Modules imported when the module runs: ``if TYPE_CHECKING:`` blocks left out."""
+def runtime_imports(tree: ast.Module, annotations: bool = False) -> set[str]:
+    """Modules imported when the module runs (``if TYPE_CHECKING:`` blocks left out), or with
+    ``annotations`` every module it names in an import, those blocks included."""
     names: set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if (
+            not annotations
+            and isinstance(node, ast.If)
+            and "TYPE_CHECKING" in ast.unparse(node.test)
+        ):
             for child in node.orelse:
                 visit(child)
             return
@@ -59,16 +65,20 @@ def test_functions_in_search_are_short_and_take_few_parameters():
     assert too_big == []
 
 
-def test_no_module_imports_itself_back_at_run_time():
+def cycles(annotations: bool) -> list[str]:
+    """Every circle of imports among the project's modules, as ``a -> b -> a``."""
     trees = modules()
-    graph = {m: {d for d in runtime_imports(t) if d in trees and d != m} for m, t in trees.items()}
-    cycles, state = [], {}
+    graph = {
+        m: {d for d in runtime_imports(t, annotations) if d in trees and d != m}
+        for m, t in trees.items()
+    }
+    found, state = [], {}
 
     def walk(module: str, path: list[str]) -> None:
         state[module] = "open"
         for dep in sorted(graph[module]):
             if state.get(dep) == "open":
-                cycles.append(" -> ".join([*path[path.index(dep) :], dep]))
+                found.append(" -> ".join([*path[path.index(dep) :], dep]))
             elif dep not in state:
                 walk(dep, [*path, dep])
         state[module] = "done"
@@ -76,7 +86,61 @@ def test_no_module_imports_itself_back_at_run_time():
     for module in sorted(graph):
         if module not in state:
             walk(module, [module])
-    assert cycles == []
+    return found
+
+
+def test_no_module_imports_itself_back_not_even_for_annotations():
+    assert cycles(annotations=True) == []
+
+
+def test_mlflow_is_imported_only_in_the_tracking_folder():
+    """``search.viewers`` starts MLflow's server as a program and imports nothing of it."""
+    outside = [
+        name
+        for name, tree in modules().items()
+        if not name.startswith("search.tracking")
+        and any(n.split(".")[0] == "mlflow" for n in runtime_imports(tree, annotations=True))
+    ]
+    assert outside == []
+
+
+def test_the_command_is_short_and_nothing_imports_it():
+    assert len((ROOT / "search" / "run.py").read_text().splitlines()) < 300
+    importers = [
+        name
+        for name, tree in modules().items()
+        if name.startswith("search") and "search.run" in runtime_imports(tree, True)
+    ]
+    assert importers == []
+
+
+def truth_of(expression: ast.expr) -> list[ast.expr]:
+    """What a condition tests the truth of, or compares: ``a and not b`` gives a and b,
+    ``a is not None`` gives a."""
+    if isinstance(expression, ast.BoolOp):
+        return [e for value in expression.values for e in truth_of(value)]
+    if isinstance(expression, ast.UnaryOp):
+        return truth_of(expression.operand)
+    if isinstance(expression, ast.Compare):
+        return [expression.left, *expression.comparators]
+    return [expression]
+
+
+def test_tracking_is_never_tested_for_none_outside_its_folder():
+    """Tracking off is its hooks absent: nothing in ``search/`` but ``search/tracking/`` tests
+    a ``tracking`` (``run.tracking is None``, ``if tracking:``); ``config.tracking.enabled``
+    is a setting, not a tracker."""
+    checks = []
+    for path in sorted((ROOT / "search").rglob("*.py")):
+        if "tracking" in path.relative_to(ROOT / "search").parts[:-1]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            condition = node if isinstance(node, ast.Compare) else getattr(node, "test", None)
+            for expression in truth_of(condition) if condition is not None else ():
+                name = getattr(expression, "attr", getattr(expression, "id", ""))
+                if name == "tracking":
+                    checks.append(f"{path.name}:{node.lineno} {ast.unparse(condition)}")
+    assert checks == []
 
 
 def test_models_import_only_torch_and_the_standard_library():

@@ -14,13 +14,10 @@ from optuna.trial import create_trial
 
 from models import build_model
 from search.budget import Budget
-from search.champion import choose, fitted
-from search.config import RunConfig, TrainingConfig
-from search.objective import BestWeights, Objective, TrialSettings
-from search.pipeline import Inputs, Run
-from search.progress import Progress
+from search.champion import EndSettings, choose, fitted
+from search.hooks import Hooks
+from search.objective import BestWeights, Objective, OwnWeights, TrialSettings
 from search.space import spec_from_params
-from search.storage_url import StorageURL
 
 MLP = {"arch": "mlp", "hidden_dim": 16, "optimizer": "adam", "lr": 1e-3, "schedule": "cosine"}
 
@@ -46,28 +43,30 @@ def test_without_a_budget_the_final_fit_trains_every_epoch(small_splits):
 # --- champion.choose: which of the four ways a run's champion comes from --------------------
 
 
-def run_of(splits, final_epochs: int | None, budget: Budget | None = None, best=None) -> Run:
-    """A run without MLflow whose objective holds ``best`` (BestWeights or None) in memory."""
-    config = RunConfig(training=TrainingConfig(final_epochs=final_epochs))
-    url = StorageURL.parse("sqlite:///unused.db")  # never opened: choose reads no storage
-    inputs = Inputs(grid=None, device=torch.device("cpu"), splits=splits, storage_url=url)
-    run = Run(config, inputs, storage=None, steps=1, tracking=None, budget=budget or Budget(None))
-    run.progress = Progress(1, 0, 1, quiet=True)
-    run.objective = Objective(splits, TrialSettings(epochs=1, steps=1, seed=0))
-    run.objective.best = best  # what this process's trials left in memory
-    return run
+def settings(final_epochs: int | None) -> EndSettings:
+    return EndSettings(epochs=1, final_epochs=final_epochs, reruns=0, seed=0, end_seconds=10.0)
 
 
-def winner(params: dict = MLP) -> optuna.trial.FrozenTrial:
+def choose_for(splits, final_epochs: int | None, budget: Budget | None = None, best=None):
+    """``choose`` of ``winner()``, tracking off: the hooks hold only this process's own
+    weights, ``best`` (BestWeights or None), as an objective keeps them."""
+    objective = Objective(splits, TrialSettings(epochs=1, steps=1, seed=0))
+    objective.best = best
+    study, trial = winner()
+    hooks = Hooks([OwnWeights(objective)])
+    return choose(study, trial, splits, budget or Budget(None), settings(final_epochs), hooks)
+
+
+def winner(params: dict = MLP) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
     study = optuna.create_study(direction="maximize")
     study.add_trial(create_trial(value=0.9, params={}, distributions={}))  # trial 0
     attrs = {"fixed_params": params}  # as a grid records what it fixed: no distributions needed
     study.add_trial(create_trial(value=0.95, params={}, distributions={}, user_attrs=attrs))
-    return study.trials[1]
+    return study, study.trials[1]
 
 
 def test_choose_fits_the_winner_for_final_epochs(small_splits):
-    chosen = choose(run_of(small_splits, 2), winner())
+    chosen = choose_for(small_splits, 2)
     assert chosen.final_epochs == pytest.approx(2.0)
     assert chosen.note.startswith("(final fit of trial #1: 2 epochs on train + validation")
 
@@ -77,7 +76,7 @@ def test_choose_without_a_final_fit_takes_the_weights_in_memory(small_splits):
     torch.manual_seed(0)
     network = build_model(spec.model)
     best = BestWeights(1, 0.95, spec, network.state_dict())
-    chosen = choose(run_of(small_splits, 0, best=best), winner())
+    chosen = choose_for(small_splits, 0, best=best)
     assert chosen.note == "(best trial's own weights)" and chosen.final_epochs == 0
     images = small_splits.val[0][:4]
     assert torch.equal(chosen.model.eval()(images), network.eval()(images))
@@ -86,7 +85,7 @@ def test_choose_without_a_final_fit_takes_the_weights_in_memory(small_splits):
 def test_choose_retrains_a_winner_whose_weights_another_process_held(small_splits):
     spec = spec_from_params(MLP, 1, 0)
     other = BestWeights(0, 0.9, spec, build_model(spec.model).state_dict())  # not the winner
-    chosen = choose(run_of(small_splits, 0, best=other), winner())
+    chosen = choose_for(small_splits, 0, best=other)
     assert chosen.note == "(retrained: trial #1 ran in an earlier process)"
 
 
@@ -96,6 +95,6 @@ def test_choose_retrains_a_winner_whose_weights_another_process_held(small_split
 )
 def test_choose_under_a_spent_budget_takes_the_own_weights(small_splits, final_epochs, words):
     spent = Budget(60.0, start=time.monotonic() - 61.0)
-    chosen = choose(run_of(small_splits, final_epochs, budget=spent), winner())
+    chosen = choose_for(small_splits, final_epochs, budget=spent)
     assert chosen.note == "(retrained: trial #1 ran in an earlier process)" + words
     assert chosen.final_epochs == 0

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 
 from models import build_model
-from search.checkpoints import PATH, CheckpointStore
 from search.space import spec_from_params
+from search.tracking.checkpoints import PATH, CheckpointStore
 
 TINY = {"arch": "cnn", "n_layers": 1, "channels": 4, "head_dim": 8, "batch_norm": True}
 

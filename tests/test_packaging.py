@@ -1,4 +1,4 @@
-"""search/packaging.py: every family logged as the champion is an ordinary module for
+"""search/tracking/packaging.py: every family logged as the champion is an ordinary module for
 ``mlflow.pytorch`` and a readable classifier for ``mlflow.pyfunc`` (a local MLflow store)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 
 from data import CLASSES
 from models import CNNConfig, MLPConfig, ResNetConfig, SeedNetConfig, build_model, standalone
-from search.packaging import LOADER_MODULE, log_champion
+from search.tracking.packaging import LOADER_MODULE, log_champion
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,9 @@ import subprocess
 import optuna
 from optuna.trial import TrialState
 
-from search.recovery import alive, dead_here, process_space, recover, waiting_line
+from search.process import alive
+from search.process import space as process_space
+from search.recovery import dead_here, recover, waiting_line
 from search.storage import open_storage
 from tests.helpers import KILLABLE, QUICK, Forked, in_process, kill_mid_trial, load
 

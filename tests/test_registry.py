@@ -13,8 +13,8 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 
 from models import build_model, standalone
-from search.registry import ALIAS, Registry, describe
 from search.space import spec_from_params
+from search.tracking.registry import ALIAS, Registry, describe
 
 NAME = "tests-classifier"
 TINY = {"lr": 1e-3, "arch": "cnn", "n_layers": 1, "channels": 4, "head_dim": 8}

@@ -51,7 +51,7 @@ def test_a_grid_says_it_is_done_and_each_stop_has_its_exit_status():
 
 
 @dataclass
-class Outcome:  # what search.run hands over, as a stand-in of its Outcome
+class Outcome:  # what search.finish hands over, as a stand-in of its Outcome
     files: list[Path] = field(default_factory=list)
     choice: Choice | None = None
     best: object = None

@@ -30,7 +30,7 @@ from tests.helpers import (
 
 
 def test_the_command_line_is_recorded_with_passwords_masked():
-    from search.run import command_line
+    from search.prepare import command_line
 
     url = "postgresql://u:secret@127.0.0.1/db?password=secret2"
     line = command_line(["--storage", url, f"--tracking-uri={url}", "--study", "a b"])

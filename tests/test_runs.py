@@ -11,7 +11,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from search.runs import STEP_METRICS, RunLogger
+from search.tracking.runs import STEP_METRICS, RunLogger
 from search.train import StepMetrics
 
 LR = {"lr": FloatDistribution(1e-4, 1.0, log=True)}

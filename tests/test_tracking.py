@@ -514,10 +514,10 @@ def test_sigterm_during_the_final_fit_ends_every_run_and_the_same_command_finish
 
 # Where each stage of the end begins: the signal is sent to this process as it starts.
 STAGE_STARTS = {
-    "the re-runs of the top trials": ("search.winner", "for_run"),
-    "the test evaluation": ("search.run", "evaluate_and_predict"),
-    "the pictures": ("search.run", "pictures"),
-    "the registration": ("search.tracking", "Tracking.register"),
+    "the re-runs of the top trials": ("search.winner", "decide"),
+    "the test evaluation": ("search.finish", "evaluate_and_predict"),
+    "the pictures": ("search.finish", "pictures"),
+    "the registration": ("search.tracking.hooks", "MLflowHooks.register"),
 }
 
 

@@ -20,7 +20,8 @@ import torch
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from search.recovery import alive, dead_here
+from search.process import alive
+from search.recovery import dead_here
 from search.storage import GRACE_FACTOR
 from search.workers import workers_that_fit
 from tests.helpers import (

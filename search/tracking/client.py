@@ -1,7 +1,6 @@
-"""MLflow for one run, opened in one place: the run logger (``search.runs``), the checkpoint
-store (``search.checkpoints``) and the registry (``search.registry``) share one
-``MlflowClient``. ``TrialTracking`` is how they wrap the objective: a trial's run, its
-per-step metrics, and the checkpoint of a trial that beats the study.
+"""MLflow for one run, opened in one place: the run logger (``runs``), the checkpoint store
+(``checkpoints``) and the registry (``registry``) share one ``MlflowClient``; ``hooks`` is how
+the search talks to them.
 
 The search never waits on tracking: every HTTP call to an MLflow server is bounded (``HTTP``:
 seconds, not MLflow's minutes of back-off), and the first call that fails turns tracking off
@@ -19,18 +18,14 @@ import time
 from dataclasses import dataclass, field
 
 import mlflow
-import optuna
-import torch
 from mlflow import MlflowClient
 
-from search.checkpoints import CheckpointStore
-from search.config import RunConfig, TrackingConfig, params
-from search.objective import Completed, TrialHooks
-from search.registry import Registry
-from search.runs import RunLogger
+from search.config import TrackingConfig
 from search.storage import schema_lock
-from search.train import StepMetrics
-from search.urls import TrackingError, first_line, mask_url, sqlite_path
+from search.tracking.checkpoints import CheckpointStore
+from search.tracking.registry import Registry
+from search.tracking.runs import RunLogger
+from search.urls import first_line, mask_url, sqlite_path
 
 # MLflow's own defaults wait minutes on a dead or hung server (120 s a request, 7 retries with
 # exponential back-off). These bound one call to about 3 x 10 s; a user's own settings win.
@@ -97,68 +92,6 @@ class Tracking:
     checkpoints: CheckpointStore
     registry: Registry
     health: Health
-    parent: tuple | None = None  # (study name, tags, params) of a parent run to start
-
-    def log_results(self, study: optuna.Study, metrics: dict, files, figures, matrix) -> None:
-        """The parent run's results: tables, pictures, per-class accuracy, Optuna's plots."""
-        from search.figures import optuna_html, per_class  # plotly: only when tracking
-
-        page, _ = optuna_html(study)
-        self.runs.log_results(
-            metrics,
-            files=files,
-            figures=figures,
-            dicts={"per_class_accuracy.json": per_class(matrix)},
-            texts={"optuna_plots.html": page},
-        )
-
-    def register(self, study: optuna.Study, best, model, test_accuracy: float, example) -> str:
-        """The champion logged under the parent run and registered (``search.registry``)."""
-        runs = (self.runs.parent_id, self.runs.final_id)
-        return self.registry.register(study, best, model, test_accuracy, example, runs)
-
-
-def open_for_run(config: RunConfig, device: str) -> Tracking:
-    """MLflow for a run: its own parent run (tags and the settings as params), or in a child of
-    ``--workers`` the supervisor's. Any failure is one line for the user (``TrackingError``)."""
-    parent = config.workers.parent_run_id
-    try:
-        tracking = open_tracking(config.tracking, parent)
-    except Exception as exc:  # MLflow raises many types; one line for the user
-        uri = config.tracking.uri
-        line = f"--tracking-uri {mask_url(uri or 'default')}: {first_line(exc, uri)}"
-        raise TrackingError(line) from None
-    if parent is None:
-        study = config.study
-        tags = {
-            "storage": mask_url(study.storage),
-            "sampler": study.sampler,
-            "pruner": study.pruner,
-            "seed": str(study.seed),
-            "torch_version": torch.__version__,
-            "device": device,
-        }
-        settings = {**params(config), "tracking_uri": mask_url(tracking.uri)}
-        tracking.parent = (study.name, tags, settings)  # started once the study is open
-    return tracking
-
-
-PARENT = "mlflow_parent_run_id"  # the study's user attribute: the round's parent run
-
-
-def join_parent(tracking: Tracking, study: optuna.Study) -> None:
-    """Under the claim lock: the study's parent run while it is RUNNING (processes of other
-    machines working on this study now, each a child under one parent), else a new parent run,
-    recorded on the study. A ``--workers`` child has its supervisor's already."""
-    if tracking.parent is None:
-        return
-    current = study.user_attrs.get(PARENT)
-    if current and tracking.runs.is_running(current):
-        tracking.runs.attach(current)
-        return
-    tracking.runs.start_parent(*tracking.parent)
-    if tracking.runs.parent_id:
-        study.set_user_attr(PARENT, tracking.runs.parent_id)
 
 
 def open_tracking(config: TrackingConfig, parent_run_id: str | None) -> Tracking:
@@ -211,27 +144,6 @@ def _retried(call, database):
             time.sleep(0.5 * 2**attempt)
 
 
-class TrialTracking(TrialHooks):
-    """A child run per trial (its id in the trial's ``mlflow_run_id``), per-step metrics, and
-    the weights of a trial that beats the study (any worker can then register it)."""
-
-    def __init__(self, tracking: Tracking) -> None:
-        self.runs, self.checkpoints = tracking.runs, tracking.checkpoints
-        self.health = tracking.health
-
-    def started(self, trial: optuna.Trial, params: dict) -> None:
-        self.health.trial = trial.number
-        run_id = self.runs.start_trial(trial, params)
-        if run_id is not None:
-            trial.set_user_attr("mlflow_run_id", run_id)
-
-    def step(self, trial: optuna.Trial, metrics: StepMetrics) -> None:
-        self.runs.log_step(trial, metrics)
-
-    def ended(self, trial: optuna.Trial, state: str, value: float | None, killed: bool) -> None:
-        self.runs.end_trial(trial, state, value, killed)
-        self.health.trial = None
-
-    def completed(self, done: Completed) -> None:
-        if done.beats_study:
-            self.checkpoints.save(self.runs.trials[done.trial.number], done.spec, done.state)
+def default_uri() -> str:
+    """The tracking URI MLflow would use: ``$MLFLOW_TRACKING_URI`` or its own default."""
+    return mlflow.get_tracking_uri()

@@ -2,8 +2,8 @@
 
 The champion is the end of a study's work: the final fit's model (or, with ``--final-epochs
 0``, the best trial's own), as a standalone module (``models.export``) in the format of
-``search.packaging``. A new version gets the alias ``champion`` unless the current champion
-is at least as good (compared by the validation accuracy of the trial each came from). Several
+``packaging``. A new version gets the alias ``champion`` unless the current champion is at
+least as good (compared by the validation accuracy of the trial each came from). Several
 workers may end a study at once: ``register`` is called under the study's claim lock.
 """
 
@@ -18,8 +18,8 @@ import torch
 from mlflow import MlflowClient
 
 from data import CLASSES
-from search.ending import me
-from search.packaging import log_champion
+from search.process import me
+from search.tracking.packaging import log_champion
 
 ALIAS = "champion"
 

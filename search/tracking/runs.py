@@ -32,7 +32,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
-from search.champion import full_params
+from search.space import full_params
 from search.train import StepMetrics
 
 FINISHED = (

@@ -9,7 +9,7 @@ One logged model, two flavors:
 - the one layer of ours a network may hold, ``Residual``, travels beside it as
   ``fashion_search_blocks`` (``models/blocks.py`` under a name no project has; see
   ``models.export``), so a residual champion loads the same way.
-- ``python_function``: ``fashion_search_serving`` (``search/serving.py`` under a name no
+- ``python_function``: ``fashion_search_serving`` (``search/tracking/serving.py`` under a name no
   project has) answers ``mlflow models serve`` and ``mlflow.pyfunc.load_model`` with
   ``class_index``, ``class_name`` and ``probabilities`` per image.
 
@@ -34,7 +34,7 @@ from mlflow.types.schema import Array, ColSpec, Schema, TensorSpec
 
 from data import CLASSES
 from models.export import BLOCKS_FILE, BLOCKS_MODULE
-from search import serving
+from search.tracking import serving
 
 LOADER_MODULE = "fashion_search_serving"
 
