@@ -42,10 +42,10 @@ def dead_here(trial: FrozenTrial) -> bool:
     process runs no trial: a trial that names this very process is a dead one's (pid reuse),
     or one this process could not end (either way nobody runs it)."""
     attrs = trial.user_attrs
-    name = attrs.get("worker", "")
-    if name == process.me():
+    name, recorded = attrs.get("worker", ""), attrs.get("worker_space")
+    if name == process.me() and recorded in (None, process.space()):
         return True
-    return process.gone(name, attrs.get("worker_space"), attrs.get("worker_started"))
+    return process.gone(name, recorded, attrs.get("worker_started"))
 
 
 def recover(study: optuna.Study) -> list[int]:
