@@ -24,7 +24,7 @@ from torch import nn
 from data import Splits
 from search import recipe
 from search.budget import FIT_MARGIN, MARGIN, Budget, final_epochs_that_fit
-from search.hooks import StudyHooks
+from search.hooks import FinalFit, StudyHooks
 from search.space import TrialSpec, full_params, spec_from_params
 from search.train import StepMetrics, fit, seconds_per_image
 
@@ -167,11 +167,12 @@ def choose(
     hooks: StudyHooks,
 ) -> Champion:
     """The champion for the winner ``best``: the registered one if it already is this trial
-    (a resumed study), else its final fit for what the budget leaves of ``--final-epochs``,
+    (a resumed study), or the final fit of it that a process which died before registering it
+    finished and kept; else its final fit for what the budget leaves of ``--final-epochs``,
     else its own weights."""
-    registered = hooks.registered(study, best)
-    if registered is not None:
-        model, note = registered
+    kept = hooks.registered(study, best) or hooks.fitted(study, best)
+    if kept is not None:
+        model, note = kept
         return Champion(model.to(splits.device), note)
     wanted = settings.final_epochs
     budget.reserve = 0.0  # what is left is the final fit's, less the end's own reserve
@@ -183,30 +184,38 @@ def choose(
         elif wanted is None:
             chosen.note += " (no time left for a final fit)"
         return chosen
-    return final(best, epochs, splits, budget, settings, hooks)
+    chosen, spec = final(study, best, epochs, FitContext(splits, budget, settings, hooks))
+    hooks.final_fitted(study, FinalFit(best, spec, chosen.model, chosen.note))
+    return chosen
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """What a final fit trains with, besides its trial and length."""
+
+    splits: Splits
+    budget: Budget
+    settings: EndSettings
+    hooks: StudyHooks
 
 
 def final(
-    best: optuna.trial.FrozenTrial,
-    epochs: float,
-    splits: Splits,
-    budget: Budget,
-    settings: EndSettings,
-    hooks: StudyHooks,
-) -> Champion:
-    """The final fit of ``best`` for ``epochs``, each epoch told to the hooks."""
-    spec = final_spec(best, epochs, settings.seed)
-    images = len(splits.train[1]) + len(splits.val[1])
-    hooks.final_started(
-        best, {**full_params(best), **regularizers(spec), "train_images": images}, epochs
-    )
+    study: optuna.Study, best: optuna.trial.FrozenTrial, epochs: float, on: FitContext
+) -> tuple[Champion, TrialSpec]:
+    """The final fit of ``best`` for ``epochs``, each epoch told to the hooks; and what it
+    trained."""
+    spec = final_spec(best, epochs, on.settings.seed)
+    images = len(on.splits.train[1]) + len(on.splits.val[1])
+    params = {**full_params(best), **regularizers(spec), "train_images": images}
+    on.hooks.final_started(study, best, params, epochs)
     # Under --budget the fit gets what is left before the end's reserve, whatever its epochs
     # cost: priced on a 2 s timing, a whole fit ran 1.21-1.3x slower (docs/measured.md).
-    if budget.seconds is not None:
-        seconds = max(1.0, budget.left() - settings.end_seconds)
+    if on.budget.seconds is not None:
+        seconds = max(1.0, on.budget.left() - on.settings.end_seconds)
         spec = replace(spec, train=replace(spec.train, seconds=seconds))
 
     def on_epoch(m: StepMetrics) -> None:
-        hooks.final_epoch(m, epochs)
+        on.hooks.final_epoch(m, epochs)
 
-    return fitted(spec, splits, settings.final_epochs, best.number, on_epoch)
+    chosen = fitted(spec, on.splits, on.settings.final_epochs, best.number, on_epoch)
+    return chosen, spec

@@ -41,6 +41,7 @@ class Outcome:
     registered: str = ""  # the registry's line for the summary
     stage: str = "the tables"  # where the end of the run is (an interrupt names it)
     elsewhere: str = ""  # another process holds the end of the study: who
+    taken_from: str = ""  # the end was left unfinished by this process (host:pid), now gone
 
 
 @dataclass
@@ -61,10 +62,13 @@ def finish(end: End, outcome: Outcome) -> None:
     """If this process gets the end of the study: the winner, and (if a trial completed) the
     champion, scored, pictured and registered; ``outcome.stage`` says where it is."""
     study = end.study
-    outcome.elsewhere = ending.claim(study, end.lock)
+    claimed = ending.claim(study, end.lock)
+    outcome.elsewhere, outcome.taken_from = claimed.elsewhere, claimed.taken_from
     if outcome.elsewhere:  # another process is ending this study: one final fit, not two
         outcome.best = best_or_none(study)
         return
+    if outcome.taken_from:
+        end.hooks.taken_over(study, outcome.taken_from)
     with ending.leased(study):
         outcome.stage = "the re-runs of the top trials"
         end.budget.reserve = final_reserve(end.plan, study)

@@ -77,6 +77,17 @@ class Crowned:
 Weights = tuple[nn.Module, str]  # a network and how it was obtained, in the summary's words
 
 
+@dataclass
+class FinalFit:
+    """A trained final fit: the trial it fits, the configuration it trained, the network,
+    and the summary's words for it."""
+
+    trial: optuna.trial.FrozenTrial
+    spec: TrialSpec
+    model: nn.Module
+    note: str
+
+
 class StudyHooks:
     """Called as a study is opened, after each trial, through the end of the study and as the
     run closes. Events do nothing unless overridden; questions answer ``None`` (not known
@@ -100,6 +111,10 @@ class StudyHooks:
 
     # --- the end of the study ---------------------------------------------------------------
 
+    def taken_over(self, study: optuna.Study, holder: str) -> None:
+        """The end of ``study`` was claimed by ``holder`` (``host:pid``), which left it
+        unfinished (it died): what it left open can be ended."""
+
     def rerun_started(self, trial: optuna.trial.FrozenTrial) -> None: ...
 
     def rerun_done(self, trial: optuna.trial.FrozenTrial, seed: int, value: float) -> None: ...
@@ -110,9 +125,18 @@ class StudyHooks:
     def weights(self, trial: optuna.trial.FrozenTrial) -> Weights | None:
         """``trial``'s own trained weights, if kept."""
 
-    def final_started(self, trial: optuna.trial.FrozenTrial, params: dict, epochs: float): ...
+    def fitted(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> Weights | None:
+        """A final fit of ``trial`` that an earlier process finished and kept, but did not
+        register before it died."""
+
+    def final_started(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial, params: dict, epochs: float
+    ) -> None: ...
 
     def final_epoch(self, metrics: StepMetrics, epochs: float) -> None: ...
+
+    def final_fitted(self, study: optuna.Study, fit: FinalFit) -> None:
+        """The final fit is trained (not yet scored or registered)."""
 
     def results(self, study: optuna.Study, results: Results) -> None: ...
 

@@ -30,7 +30,7 @@ import torch
 
 from data import Splits
 from models import build_model, count_parameters
-from search import feasible
+from search import disk, feasible
 from search.budget import MARGIN, Budget
 from search.grid import with_defaults
 from search.hooks import Completed, StudyHooks, TrialHooks, Weights
@@ -98,7 +98,8 @@ class Objective:
             self._ended(trial, "PRUNED", None)
             raise
         except BaseException as exc:
-            self._ended(trial, "FAIL", None, killed=isinstance(exc, KeyboardInterrupt))
+            if disk.full(exc) is None:  # a full disk records no end: the run stops (search.disk)
+                self._ended(trial, "FAIL", None, killed=isinstance(exc, KeyboardInterrupt))
             raise
         self._ended(trial, "COMPLETE", value)
         return value

@@ -9,6 +9,7 @@ objective). The command's steps take the ``Run``; what they call takes only what
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -18,6 +19,8 @@ from search.budget import END_SECONDS, END_SECONDS_UNTRACKED, Budget
 from search.config import RunConfig
 from search.hooks import Hooks
 from search.storage_url import StorageURL
+
+ARTIFACTS = "optuna-artifacts"  # optuna-dashboard STORAGE --artifact-dir optuna-artifacts
 
 if TYPE_CHECKING:  # only for the annotations: none of these is needed to build a Run
     import optuna
@@ -57,6 +60,24 @@ class Run:
     @property
     def splits(self) -> Splits:
         return self.inputs.splits
+
+    @property
+    def artifact_dir(self) -> Path:
+        """Optuna artifacts live beside a file-based study (else in the working directory)."""
+        if self.config.output.artifact_dir:
+            return Path(self.config.output.artifact_dir)
+        return self.inputs.storage_url.results_dir() / ARTIFACTS
+
+    @property
+    def places(self) -> dict[str, Path | None]:
+        """What the run writes where (for naming a full disk): the study's file, if it is
+        one, the tables beside it, the pictures."""
+        url = self.inputs.storage_url
+        return {
+            "the study": url.path,
+            "its tables": url.results_dir(),
+            "its pictures": self.artifact_dir,
+        }
 
     @property
     def end_seconds(self) -> float:

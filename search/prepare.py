@@ -15,7 +15,6 @@ import math
 import shlex
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -45,8 +44,6 @@ from search.study import (
 )
 from search.urls import check_tracking_uri, mask_url
 from search.workers import child_config, die_with_supervisor
-
-ARTIFACTS = "optuna-artifacts"  # optuna-dashboard STORAGE --artifact-dir optuna-artifacts
 
 
 def prepare(argv: list[str] | None, started: float, doc: str) -> Run:
@@ -136,7 +133,7 @@ def open_run(run: Run) -> None:
     run.plan = plan_for(
         config, run.splits, run.inputs.grid, run.budget, run.end_seconds, url.journal
     )
-    run.store = open_store(artifact_dir(config, url))
+    run.store = open_store(run.artifact_dir)
     hooks: list[TrialHooks] = [*run.hooks.trial_hooks(), TrialPictures(run.store, run.splits)]
     first: list[StudyHooks] = []
     if lead:
@@ -148,13 +145,6 @@ def open_run(run: Run) -> None:
             run.storage.reconnect.notify = run.progress.storage_wait
     run.objective = objective(run, hooks)
     run.hooks = Hooks([*first, OwnWeights(run.objective), *run.hooks.hooks])
-
-
-def artifact_dir(config: RunConfig, url: StorageURL) -> Path:
-    """Optuna artifacts live beside a file-based study (else in the working directory)."""
-    if config.output.artifact_dir:
-        return Path(config.output.artifact_dir)
-    return url.results_dir() / ARTIFACTS
 
 
 def objective(run: Run, hooks: list[TrialHooks]) -> Objective:

@@ -18,29 +18,38 @@ from collections.abc import Iterator
 
 import optuna
 
+from search import disk
 from search.feasible import CannotRun
 from search.reconnect import StorageLost
 
 
 def quiet_libraries(quiet: bool = False) -> None:
-    """Optuna at WARNING (ERROR with ``--quiet``), MLflow, torch.export and alembic at ERROR,
-    and no "View run ... at" line on stdout each time MLflow ends a run over HTTP."""
+    """Optuna at WARNING (ERROR with ``--quiet``), torch.export and alembic at ERROR, MLflow
+    and SQLAlchemy silent (every failure of theirs reaches the user as one line of ours:
+    MLflow's logged a whole chained traceback when its store's disk filled), and no "View run
+    ... at" line on stdout each time MLflow ends a run over HTTP."""
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     # MLflow sets its own loggers' level when it is imported (lazily, later): tell it by name.
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "CRITICAL")
     level = optuna.logging.ERROR if quiet else optuna.logging.WARNING
     optuna.logging.set_verbosity(level)
     for handler in logging.getLogger("optuna").handlers:
         handler.addFilter(_without_traceback)
-    for name in ("mlflow", "torch._export", "torch.export", "alembic"):
+    for name in ("torch._export", "torch.export", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("mlflow", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     warnings.filterwarnings("ignore", message="The number of trials is too small")
 
 
 def _without_traceback(record: logging.LogRecord) -> bool:
     """Optuna logs a trial stopped by Ctrl-C/SIGTERM, or one that cannot run here, with a
-    traceback; the user needs the one line that says which trial and why, not where."""
-    if record.exc_info and isinstance(record.exc_info[1], (KeyboardInterrupt, CannotRun)):
+    traceback; the user needs the one line that says which trial and why, not where. A trial
+    that a full disk stopped is not logged at all: the run's own line says it."""
+    error = record.exc_info[1] if record.exc_info else None
+    if error is not None and disk.full(error) is not None:
+        return False
+    if isinstance(error, (KeyboardInterrupt, CannotRun)):
         record.exc_info = None
     return True
 

@@ -108,6 +108,8 @@ class Summary:
     model_note: str = ""
     winner: str = ""  # search.winner's line: what was chosen over what, and its noise
     elsewhere: str = ""  # who else is ending the study (search.ending), if not this run
+    taken_from: str = ""  # who left the end of the study unfinished (it died), if anyone
+    verdict: str = ""  # why the exit status is 1 though the study ended, if it is
     tracking_line: str = ""  # MLflow's, or that it is off
     files: list[Path] = field(default_factory=list)
 
@@ -136,6 +138,13 @@ class Summary:
                 out.append(f"{test} {self.model_note}")
             if self.elsewhere:
                 out.append(self.elsewhere)
+            if self.taken_from:
+                out.append(
+                    f"the end of this study was left unfinished by {self.taken_from}, which "
+                    "is gone: finished here"
+                )
+        if self.verdict:
+            out.append(self.verdict)
         out.append(f"study: {self.storage}    open it: optuna-dashboard {self.storage}")
         if self.tracking_line:
             out.append(self.tracking_line)
@@ -174,9 +183,17 @@ def summary_of(
         model_note=outcome.note,
         winner=outcome.choice.line() if outcome.choice else "",
         elsewhere=outcome.elsewhere,
+        taken_from=outcome.taken_from,
         tracking_line=tracking,
         files=outcome.files,
     )
+
+
+def verdict(status: int, stop: Stop) -> str:
+    """The summary's line for an exit status of 1 that the study's end does not explain."""
+    if status != 1 or stop.exit_status == 1:
+        return ""
+    return "no champion: no trial of the study has completed (exit status 1)"
 
 
 def ended_by(stop: Stop, config: RunConfig) -> str:
@@ -192,6 +209,8 @@ def ended_by(stop: Stop, config: RunConfig) -> str:
         return f"stopped: {CANNOT_RUN_STREAK} trials in a row could not run ({stop.detail})"
     if why is Ended.WORKER_FAILED:
         return f"worker failed ({stop.detail})"
+    if why is Ended.DISK_FULL:
+        return f"stopped {stop.detail}: the disk is full (see the error above)"
     if why is Ended.INTERRUPTED and stop.detail:
         return f"interrupted {stop.detail}: the same command finishes the job"
     return why.value

@@ -33,6 +33,7 @@ from typing import NoReturn
 import torch
 
 from data import DataError
+from search import disk
 from search.budget import process_start
 from search.champion import EndSettings
 from search.device import describe
@@ -42,7 +43,7 @@ from search.pipeline import Run
 from search.prepare import open_run, prepare, total_trials
 from search.quiet import held_stderr, quiet_libraries
 from search.reconnect import StorageLost, lost_in
-from search.report import Summary, save_tables, summary_of
+from search.report import Summary, save_tables, summary_of, verdict
 from search.study import Ended, Stop, finished_count, run_trials
 from search.workers import supervise, worker_config, workers_that_fit
 
@@ -68,9 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         open_run(run)
         return work(run) if run.config.workers.worker else lead(run)
     except Exception as exc:  # the storage server gone past --reconnect-wait: one line, exit 1
-        if (lost := lost_in(exc)) is None:
+        if (lost := lost_in(exc)) is not None:
+            return storage_lost(run, lost)
+        if disk.full(exc) is None:
             raise
-        return storage_lost(run, lost)
+        print(f"error: {disk.line(exc, run.places, str(run.inputs.storage_url))}", file=sys.stderr)
+        return 1
 
 
 def lead(run: Run) -> int:
@@ -83,13 +87,17 @@ def lead(run: Run) -> int:
         stop = search(run)
         if run.config.workers.trials_only:
             outcome.best, outcome.elsewhere = best_or_none(run.study), TRIALS_ONLY
-        elif stop.why is not Ended.INTERRUPTED:
+        elif stop.why not in (Ended.INTERRUPTED, Ended.DISK_FULL):
             stop = finish_or_interrupted(run, outcome, stop)
+        else:  # what finished, for the summary
+            outcome.best = best_or_none(run.study)
         close_run(run, stop, outcome)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print("\n".join(summary(run, outcome, stop, time.perf_counter() - start).lines()))
-    return exit_status(run, stop)
+    status = exit_status(run, stop, outcome)
+    seconds = time.perf_counter() - start
+    print("\n".join(summary(run, outcome, stop, seconds, verdict(status, stop)).lines()))
+    return status
 
 
 def storage_lost(run: Run, exc: StorageLost) -> int:
@@ -102,9 +110,21 @@ def storage_lost(run: Run, exc: StorageLost) -> int:
     return 1
 
 
-def exit_status(run: Run, stop: Stop) -> int:
-    """The study's own status; 1 if it ended well but MLflow missed part of it."""
-    return 1 if run.hooks.failed() and stop.exit_status == 0 else stop.exit_status
+def exit_status(run: Run, stop: Stop, outcome: Outcome) -> int:
+    """The study's own status; 1 if it ended well but MLflow missed part of it, or if this
+    run ended the study with no champion (no trial completed) and left it to nobody."""
+    if stop.exit_status != 0:
+        return stop.exit_status
+    if run.hooks.failed():
+        return 1
+    return 1 if outcome.test_accuracy is None and not outcome.elsewhere else 0
+
+
+def disk_full(run: Run, exc: BaseException, where: str) -> Stop:
+    """A full disk stops the run: one line naming what could not be written where; the
+    summary says what finished (the study keeps every trial that ended)."""
+    print(f"error: {disk.line(exc, run.places, str(run.inputs.storage_url))}", file=sys.__stderr__)
+    return Stop(Ended.DISK_FULL, where)
 
 
 # --- search: the trials, here or in --workers processes ---------------------------------------
@@ -122,6 +142,10 @@ def search(run: Run) -> Stop:
             stop = supervised(run, count) if run.config.workers.workers > 1 else local(run)
     except KeyboardInterrupt:
         stop = Stop(Ended.INTERRUPTED)
+    except Exception as exc:
+        if disk.full(exc) is None or lost_in(exc) is not None:
+            raise
+        return disk_full(run, exc, "during the trials")
     if stop.why is Ended.DONE and total is not None and finished(run) < total:
         # Workers stop on their own timeout or budget; they exit 0 all the same.
         study = run.config.study
@@ -210,6 +234,10 @@ def finish_or_interrupted(run: Run, outcome: Outcome, stop: Stop) -> Stop:
             finish(end_of(run), outcome)
     except KeyboardInterrupt:
         return Stop(Ended.INTERRUPTED, f"during {outcome.stage}")
+    except Exception as exc:
+        if disk.full(exc) is None or lost_in(exc) is not None:
+            raise
+        return disk_full(run, exc, f"during {outcome.stage}")
     return stop
 
 
@@ -226,8 +254,11 @@ def end_of(run: Run) -> End:
 
 def close_run(run: Run, stop: Stop, outcome: Outcome) -> None:
     """The progress bar's last line; the hooks told how the run ended (``None``: another
-    process ends the study, and ends what this one shares with it)."""
+    process ends the study, and ends what this one shares with it). After a full disk they are
+    not: what they would end (MLflow's runs) the same command ends once space is freed."""
     run.progress.close()
+    if stop.why is Ended.DISK_FULL:  # nothing more is written: the same command ends them
+        return
     status = "KILLED" if stop.why is Ended.INTERRUPTED else "FINISHED"
     run.hooks.closed(run.study, None if outcome.elsewhere else status)
 
@@ -235,9 +266,11 @@ def close_run(run: Run, stop: Stop, outcome: Outcome) -> None:
 # --- summary: what a person reads ------------------------------------------------------------
 
 
-def summary(run: Run, outcome: Outcome, stop: Stop, seconds: float) -> Summary:
+def summary(run: Run, outcome: Outcome, stop: Stop, seconds: float, verdict: str) -> Summary:
     line = run.hooks.summary_line(outcome.registered) or UNTRACKED
-    return summary_of(run.config, run.study, stop, seconds, outcome, line)
+    done = summary_of(run.config, run.study, stop, seconds, outcome, line)
+    done.verdict = verdict
+    return done
 
 
 def exit_now(code: int) -> NoReturn:

@@ -59,6 +59,7 @@ class Ended(Enum):
     INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM
     CANNOT_RUN = "cannot run"  # trial after trial could not run on this data
     WORKER_FAILED = "worker failed"  # a --workers child ended badly
+    DISK_FULL = "disk full"  # the study, its tables or its pictures could not be written
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Stop:
     def exit_status(self) -> int:
         if self.why is Ended.INTERRUPTED:
             return 130
-        return 1 if self.why in (Ended.CANNOT_RUN, Ended.WORKER_FAILED) else 0
+        return 1 if self.why in (Ended.CANNOT_RUN, Ended.WORKER_FAILED, Ended.DISK_FULL) else 0
 
 
 class StudyMismatch(UserError):

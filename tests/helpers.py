@@ -141,7 +141,27 @@ def _warm_context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def _run_main(args: list[str], cwd: str, env: dict[str, str], out: str, err: str) -> None:
+def _kill_at(where: str) -> None:
+    """Replace ``module:Attr.path`` with a function that SIGKILLs this process as it is
+    entered: a real SIGKILL at a chosen moment (nothing runs after it, as under the OOM
+    killer)."""
+    import importlib
+
+    module, _, path = where.partition(":")
+    owner = importlib.import_module(module)
+    *parents, name = path.split(".")
+    for parent in parents:
+        owner = getattr(owner, parent)
+
+    def killed(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    setattr(owner, name, killed)
+
+
+def _run_main(
+    args: list[str], cwd: str, env: dict[str, str], out: str, err: str, kill_at: str = ""
+) -> None:
     """The forked process: as ``python -m search.run ARGS`` would be, from a terminal, with
     stdout and stderr in files. One difference: a forked process ends without the
     interpreter's exit handlers (multiprocessing ends it with ``os._exit``). The product
@@ -159,6 +179,8 @@ def _run_main(args: list[str], cwd: str, env: dict[str, str], out: str, err: str
     os.environ.update(env)
     sys.argv = [str(ROOT / "search" / "run.py"), *args]
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    if kill_at:
+        _kill_at(kill_at)
     from search.run import main
 
     try:
@@ -172,16 +194,17 @@ def _run_main(args: list[str], cwd: str, env: dict[str, str], out: str, err: str
 class Forked:
     """``main(args)`` in a process of its own, forked from a warm interpreter: a real process
     (its own pid, storage connections and signals; killable mid-trial) without the start-up.
-    Offers the ``subprocess.Popen`` methods the tests use."""
+    Offers the ``subprocess.Popen`` methods the tests use. ``kill_at`` (``module:Attr``)
+    SIGKILLs it as that function is entered."""
 
-    def __init__(self, args: list[str], cwd: Path) -> None:
+    def __init__(self, args: list[str], cwd: Path, kill_at: str = "") -> None:
         self.args = args
         self._dir = tempfile.TemporaryDirectory(prefix="forked-")
         self._out, self._err = (os.path.join(self._dir.name, n) for n in ("out", "err"))
         for path in (self._out, self._err):  # there even if it is killed before it opens them
             Path(path).touch()
         env = cli_command(args)[1]  # the environment ``cli`` gives its process
-        options = (list(args), str(cwd), env, self._out, self._err)
+        options = (list(args), str(cwd), env, self._out, self._err, kill_at)
         self._process = _warm_context().Process(target=_run_main, args=options, daemon=True)
         self._process.start()  # returns once the process exists (the fork server is up)
         self.started = time.monotonic()  # its own start: what its --budget counts from

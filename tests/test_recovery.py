@@ -9,7 +9,6 @@ import subprocess
 import optuna
 from optuna.trial import TrialState
 
-from search.process import alive
 from search.process import space as process_space
 from search.recovery import dead_here, recover, waiting_line
 from search.storage import open_storage
@@ -27,14 +26,6 @@ def running_trial(study: optuna.Study, worker: str) -> optuna.trial.FrozenTrial:
     trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     trial.set_user_attr("worker", worker)
     return study.get_trials()[trial.number]
-
-
-def test_alive_tells_running_exited_and_zombie_processes():
-    assert alive(os.getpid()) and not alive(dead_pid())
-    zombie = subprocess.Popen(["true"])
-    os.waitid(os.P_PID, zombie.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped
-    assert not alive(zombie.pid)
-    zombie.wait()
 
 
 def test_a_dead_local_worker_is_failed_and_retried_once(tmp_path):

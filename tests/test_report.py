@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -11,7 +11,8 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from search.config import RunConfig, StudyConfig
-from search.report import ended_by, state_counts, summary_of
+from search.finish import Outcome
+from search.report import ended_by, state_counts, summary_of, verdict
 from search.study import Ended, Stop
 from search.winner import Candidate, Choice
 
@@ -47,17 +48,8 @@ def test_a_grid_says_it_is_done_and_each_stop_has_its_exit_status():
         Ended.INTERRUPTED: 130,
         Ended.CANNOT_RUN: 1,
         Ended.WORKER_FAILED: 1,
+        Ended.DISK_FULL: 1,
     }
-
-
-@dataclass
-class Outcome:  # what search.finish hands over, as a stand-in of its Outcome
-    files: list[Path] = field(default_factory=list)
-    choice: Choice | None = None
-    best: object = None
-    test_accuracy: float | None = None
-    note: str = ""
-    elsewhere: str = ""
 
 
 def study_of(values: list[float | None]) -> optuna.Study:
@@ -114,3 +106,27 @@ def test_a_run_that_left_the_end_to_another_names_it_and_an_interrupt_names_its_
     stop = Stop(Ended.INTERRUPTED, "during the final fit")
     first = summary_of(CONFIG, study, stop, 1.0, Outcome(), "").lines()[0]
     assert "interrupted during the final fit: the same command finishes the job" in first
+
+
+def test_an_end_taken_over_from_a_gone_holder_says_from_whom():
+    study = study_of([0.9])
+    taken = Outcome(best=study.best_trial, test_accuracy=0.91, taken_from="vm:27598")
+    lines = summary_of(CONFIG, study, Stop(Ended.DONE), 1.0, taken, "").lines()
+    assert (
+        "the end of this study was left unfinished by vm:27598, which is gone: finished here"
+        in (lines)
+    )
+
+
+def test_a_study_ended_without_a_champion_says_why_its_exit_status_is_1():
+    assert verdict(1, Stop(Ended.DONE)) == (
+        "no champion: no trial of the study has completed (exit status 1)"
+    )
+    assert verdict(0, Stop(Ended.DONE)) == "" and verdict(1, Stop(Ended.CANNOT_RUN, "x")) == ""
+
+
+def test_a_full_disk_stops_the_study_with_exit_status_1_and_says_where():
+    stop = Stop(Ended.DISK_FULL, "during the final fit")
+    assert stop.exit_status == 1
+    first = summary_of(CONFIG, study_of([0.9]), stop, 1.0, Outcome(), "").lines()[0]
+    assert "stopped during the final fit: the disk is full (see the error above)" in first

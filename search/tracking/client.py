@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import mlflow
 from mlflow import MlflowClient
 
+from search import disk
 from search.config import TrackingConfig
 from search.storage import schema_lock
 from search.tracking.checkpoints import CheckpointStore
@@ -39,24 +40,45 @@ HTTP = {
 @dataclass
 class Health:
     """Whether MLflow still answers this process: ``lost`` is its first failure, after which
-    every tracking call is skipped."""
+    every tracking call is skipped. The warning is printed at once, but for a full disk at the
+    first call it skips: a disk that holds the study too stops the run first, and the run's
+    own line says it (its summary says MLflow failed); if the trials go on, the warning comes
+    one call later."""
 
     uri: str
     lost: str = ""
     trial: int | None = None  # the trial being tracked when it failed
+    full: bool = False  # it failed for a full disk (not a server gone)
     missed: dict[str, None] = field(default_factory=dict)  # calls skipped, once each, in order
+    pending: str = ""  # a warning not yet printed
 
     def fail(self, what: str, exc: BaseException) -> None:
         where = f"at trial #{self.trial}" if self.trial is not None else f"in {what}"
-        self.lost = f"{where}: {first_line(exc, self.uri)}"
-        line = (
+        full = disk.full(exc)
+        self.full = full is not None
+        said = first_line(exc, self.uri)
+        if full is not None:
+            said = f"the disk is full ({first_line(full, self.uri)})"
+        self.lost = f"{where}: {said}"
+        back = "with space freed" if full else "with the server up"
+        self.pending = (
             f"warning: MLflow at {mask_url(self.uri)} failed {self.lost}; tracking is off for "
             "the rest of this run, the trials go on (the study keeps them), and re-running the "
-            "study with the server up logs what MLflow missed"
+            f"study {back} logs what MLflow missed"
         )
-        from tqdm import tqdm  # between the progress bar's redraws
+        if not full:
+            self.warn()
 
-        tqdm.write(line, file=sys.__stderr__)
+    def skipped(self, what: str) -> None:
+        self.missed[what] = None
+        self.warn()
+
+    def warn(self) -> None:
+        if self.pending:
+            from tqdm import tqdm  # between the progress bar's redraws
+
+            tqdm.write(self.pending, file=sys.__stderr__)
+            self.pending = ""
 
 
 class Guarded:
@@ -73,7 +95,7 @@ class Guarded:
 
         def call(*args, **kwargs):
             if self._health.lost:
-                self._health.missed[name] = None
+                self._health.skipped(name)
                 return None
             try:
                 return value(*args, **kwargs)

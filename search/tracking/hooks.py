@@ -18,7 +18,16 @@ from torch import nn
 
 from models import standalone
 from search.config import RunConfig, params
-from search.hooks import Completed, Crowned, Results, StudyHooks, TrialHooks, Weights
+from search.hooks import (
+    Completed,
+    Crowned,
+    FinalFit,
+    Results,
+    StudyHooks,
+    TrialHooks,
+    Weights,
+)
+from search.process import me
 from search.space import full_params
 from search.tracking.client import Tracking, open_tracking
 from search.train import StepMetrics
@@ -26,6 +35,9 @@ from search.urls import TrackingError, first_line, mask_url
 from search.viewers import mlflow_ui_command
 
 PARENT = "mlflow_parent_run_id"  # the study's user attribute: the round's parent run
+# The study's user attribute naming the final fit's run, who fits it, and once trained, that its
+# weights are kept there (a process that dies before registering leaves it to the next).
+FINAL = "mlflow_final_fit"
 
 
 def open_for_run(config: RunConfig, device: str) -> MLflowHooks:
@@ -124,6 +136,12 @@ class MLflowHooks(StudyHooks):
 
     # --- the end of the study ---------------------------------------------------------------
 
+    def taken_over(self, study: optuna.Study, holder: str) -> None:
+        """The final fit's run that ``holder`` left RUNNING when it died: ended KILLED."""
+        record = study.user_attrs.get(FINAL) or {}
+        if record.get("owner") == holder and not record.get("registered"):
+            self.runs.end_killed(record["run_id"])
+
     def rerun_done(self, trial: optuna.trial.FrozenTrial, seed: int, value: float) -> None:
         self.runs.log_rerun(trial.number, full_params(trial), seed, value)
 
@@ -141,8 +159,39 @@ class MLflowHooks(StudyHooks):
         model = self.tracking.checkpoints.load(trial.user_attrs.get("mlflow_run_id", ""))
         return None if model is None else (model, "(best trial's checkpoint from MLflow)")
 
-    def final_started(self, trial: optuna.trial.FrozenTrial, params: dict, epochs: float):
+    def fitted(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> Weights | None:
+        """The final fit of ``trial`` kept in its run by a process that died before
+        registering it: its run is this process's final fit from now on."""
+        record = study.user_attrs.get(FINAL) or {}
+        kept = record.get("fitted") and not record.get("registered")
+        if not kept or record.get("trial") != trial.number:
+            return None
+        model = self.tracking.checkpoints.load(record["run_id"])
+        if model is None:
+            return None
+        self.runs.adopt_final(record["run_id"])
+        note = record["note"].removesuffix(")")
+        owner = record["owner"]
+        died = f"fitted by {owner}, which died before registering it: not trained again"
+        return model, f"{note}; {died})"
+
+    def final_started(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial, params: dict, epochs: float
+    ) -> None:
         self.runs.start_final(trial.number, params, epochs)
+        if self.runs.final_id:
+            record = {"run_id": self.runs.final_id, "trial": trial.number, "owner": me()}
+            study.set_user_attr(FINAL, record)
+
+    def final_fitted(self, study: optuna.Study, fit: FinalFit) -> None:
+        """The trained final fit's weights kept in its run, and that said on the study."""
+        if not self.runs.final_id:
+            return
+        state = {k: v.detach().cpu() for k, v in fit.model.state_dict().items()}
+        self.tracking.checkpoints.save(self.runs.final_id, fit.spec, state)
+        record = study.user_attrs.get(FINAL) or {}
+        if not self.tracking.health.lost and record.get("run_id") == self.runs.final_id:
+            study.set_user_attr(FINAL, {**record, "fitted": True, "note": fit.note})
 
     def final_epoch(self, metrics: StepMetrics, epochs: float) -> None:
         self.runs.log_final_epoch(metrics)
@@ -172,7 +221,11 @@ class MLflowHooks(StudyHooks):
         example = (splits.test[0][:4].cpu() * splits.std + splits.mean).numpy()
         runs = (self.runs.parent_id, self.runs.final_id)
         best, accuracy = crowned.best, crowned.test_accuracy
-        return self.registry.register(crowned.study, best, shipped, accuracy, example, runs)
+        line = self.registry.register(crowned.study, best, shipped, accuracy, example, runs)
+        record = crowned.study.user_attrs.get(FINAL) or {}
+        if line is not None and record.get("run_id") == self.runs.final_id:
+            crowned.study.set_user_attr(FINAL, {**record, "registered": True})
+        return line
 
     # --- the close ---------------------------------------------------------------------------
 
@@ -195,12 +248,14 @@ class MLflowHooks(StudyHooks):
         uri, health = mask_url(self.tracking.uri), self.tracking.health
         if health.lost:
             missing = ", ".join(missed_words(health.missed)) or "nothing yet"
+            back = "with space freed" if health.full else "with the server up"
             return (
                 f"MLflow: FAILED {health.lost}\nMLflow is missing: {missing}; "
-                "re-run this command with the server up to log them (exit status 1)"
+                f"re-run this command {back} to log them (exit status 1)"
             )
         ui = f"open it: {uri}" if uri.startswith("http") else f"open it: {mlflow_ui_command(uri)}"
-        return f"MLflow: experiment {self.experiment!r} at {uri}    {ui}\n{registered}"
+        line = f"MLflow: experiment {self.experiment!r} at {uri}    {ui}"
+        return f"{line}\n{registered}" if registered else line
 
     def failed(self) -> bool:
         return bool(self.tracking.health.lost)
@@ -213,18 +268,28 @@ def network_of(shipped: nn.Module) -> nn.Module:
 
 # What each skipped tracking call would have logged, in a person's words.
 MISSED = {
+    "start_parent": "the parent run",
+    "is_running": "the parent run",
+    "attach": "the parent run",
     "start_trial": "trial runs",
     "log_step": "trial runs",
     "end_trial": "trial runs",
+    "end_orphans": "trial runs",
+    "backfill": "trial runs",
     "save": "the best trial's checkpoint",
     "log_rerun": "the re-runs",
     "start_final": "the final fit's run",
     "log_final_epoch": "the final fit's run",
     "end_final": "the final fit's run",
+    "adopt_final": "the final fit's run",
+    "end_killed": "the final fit's run",
+    "end_final_killed": "the final fit's run",
     "log_results": "the results (tables, pictures)",
     "register": "the champion's registration",
     "is_champion": "the champion's registration",
+    "champion": "the champion's registration",
     "end_parent": "the parent run's end",
+    "load": "the weights kept in MLflow",
 }
 
 

@@ -227,6 +227,17 @@ class RunLogger:
             self.client.set_terminated(self.final_id, "FINISHED")
             self.final_open = False
 
+    def adopt_final(self, run_id: str) -> None:
+        """Log this process's final fit into ``run_id``, a final fit an earlier process
+        trained and kept, whose test accuracy and end it did not live to log."""
+        self.final_id, self.final_open = run_id, True
+
+    def end_killed(self, run_id: str) -> None:
+        """``run_id``, left RUNNING by a process that died, ended KILLED (one deleted since, or
+        on another server, is left alone)."""
+        if self.is_running(run_id):
+            self.client.set_terminated(run_id, "KILLED")
+
     def end_final_killed(self) -> None:
         """A final fit interrupted before its test accuracy: its run ends KILLED."""
         if self.final_open:
