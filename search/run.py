@@ -15,9 +15,10 @@ held-out test set and registered in MLflow.
 
 Re-running with the same --study and --storage resumes: trials are added until the study
 holds --trials finished (COMPLETE or PRUNED) trials. Exit status: 0 done, 2 bad input,
-1 a worker failed, trial after trial could not run on this data, or MLflow failed mid-run (the
-study went on; re-running the command logs what MLflow missed), 130 interrupted (Ctrl-C or
-SIGTERM; the running trial is marked and the summary printed).
+1 a worker failed, trial after trial could not run on this data, no trial completed, a disk
+filled up, or MLflow failed mid-run (the study went on; re-running the command logs what
+MLflow missed), 130 interrupted (Ctrl-C or SIGTERM; the running trial is marked and the
+summary printed). A run killed at the end of its study is finished by the same command.
 """
 
 from __future__ import annotations

@@ -168,8 +168,8 @@ PROBES = [
 ]
 
 
-def bad_files(where: Path) -> Callable[[], None]:
-    """The files the probes name; returns what undoes the read-only flag (for clean-up)."""
+def bad_files(where: Path) -> None:
+    """The files the probes name (but the read-only one: ``read_only``)."""
     (where / "bad.json").write_text("{oops")
     (where / "twice.json").write_text('{"lr": [0.01], "batch_size": [100], "lr": [0.1]}')
     (where / "twice.yaml").write_text("lr: [0.01]\nlr: [0.1]\n")
@@ -189,25 +189,31 @@ def bad_files(where: Path) -> Callable[[], None]:
     data = bytearray((where / "corrupt.db").read_bytes())
     data[8192:10192] = b"\xff" * 2000  # a damaged page
     (where / "corrupt.db").write_bytes(bytes(data))
-    return read_only(where / "read_only.db")
 
 
 def read_only(path: Path) -> Callable[[], None]:
-    """An SQLite file nobody may write: immutable for root (who ignores modes), else 0444."""
+    """An SQLite file nobody may write; returns what undoes it. Root ignores file modes: for
+    root it is made immutable (``chattr +i``), or where containers refuse that
+    (CAP_LINUX_IMMUTABLE dropped) bind-mounted read-only over itself; only where neither is
+    allowed is the one case that needs it skipped."""
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE t (x)")
     db.close()
-    if os.geteuid() == 0:
-        if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
-            pytest.skip("root here cannot make a file read-only (chattr +i refused)")
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        return lambda: path.chmod(0o644)
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0:
         return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
-    path.chmod(0o444)
-    return lambda: path.chmod(0o644)
+    mount = ["mount", "--bind", "-o", "ro", str(path), str(path)]
+    if subprocess.run(mount, capture_output=True).returncode == 0:
+        return lambda: subprocess.run(["umount", "-l", str(path)], check=True)  # even if open
+    pytest.skip("root here can make no file read-only (chattr +i and a read-only bind refused)")
 
 
 @pytest.mark.parametrize("args, message", PROBES)
 def test_bad_input_is_one_line_exit_2_nothing_written(in_tmp, capsys, args, message):
-    undo = bad_files(in_tmp)
+    bad_files(in_tmp)
+    undo = read_only(in_tmp / "read_only.db") if "read_only.db" in str(args) else lambda: None
     before = sorted((p.name, p.stat().st_size) for p in in_tmp.iterdir())
     quick = [a for a in QUICK if a != "--no-mlflow"] if args[:1] == ["TRACKED"] else QUICK
     flags = args[1:] if args[:1] == ["TRACKED"] else args

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from search.config import STORAGE_ENV
-from tests.helpers import QUICK, ROOT, load, running_trial
+from tests.helpers import QUICK, ROOT, load
 
 pytestmark = pytest.mark.xdist_group("slurm")  # the cluster's two CPUs: one test at a time
 
@@ -86,7 +87,10 @@ def test_a_job_array_runs_one_study_and_one_job_ends_it(cluster, pg_url, server,
     array, end = submit(2, 4, "slurm", pg_url, server, tmp_path)
     wait_for([array, end])
     trials = ended_study(pg_url, server, "slurm", 4, tmp_path)
-    assert len({t.user_attrs["worker"] for t in trials}) >= 1
+    assert len({t.user_attrs["worker"] for t in trials}) == 2, "one task ran every trial"
+    said = "the end of the study (re-runs, final fit, champion) is left to a later run"
+    tasks = [p.read_text() for p in tmp_path.glob("fashion-search-*.out")]
+    assert sum(said in out for out in tasks) == 2  # each array task ran to its end
 
 
 def test_scancel_of_a_running_task_is_recovered(cluster, pg_url, server, tmp_path):
@@ -95,28 +99,50 @@ def test_scancel_of_a_running_task_is_recovered(cluster, pg_url, server, tmp_pat
     array, end = submit(2, 6, "cancel", pg_url, server, tmp_path)
     deadline = time.monotonic() + 600
     victim = None
-
-    def room() -> bool:  # trials not yet started: the task meets one if its own just ended
-        return len(load(pg_url, "cancel").get_trials()) <= 6 - 2
-
     while victim is None:
         assert time.monotonic() < deadline, "no task of the array reached a step in time"
         for task in ("1", "2"):
             worker = task_worker(array, task)
-            if worker and running_trial(worker, pg_url, "cancel") is not None and room():
-                victim = (task, worker)
+            if worker and (number := cancelled_mid_trial(array, task, worker, pg_url)):
+                victim = (worker, number)
                 break
         time.sleep(0.1)
-    subprocess.run(["scancel", f"{array}_{victim[0]}"], check=True)
     wait_for([array, end])
     trials = ended_study(pg_url, server, "cancel", 6, tmp_path)
-    # The trial seen running may have ended (pruned) before the signal landed, and the task
-    # then met it in its next trial (two were still to start, so there was one for it): the
-    # one FAIL is whichever trial the task was running.
     failed = [t for t in trials if t.state == TrialState.FAIL]
-    assert [t.user_attrs.get("worker") for t in failed] == [victim[1]]
+    assert [(t.user_attrs.get("worker"), t.number) for t in failed] == [victim]
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number]
     assert len(retries) == 1 and retries[0].params == failed[0].params
+
+
+def between_rungs(worker: str, pg_url: str) -> int | None:
+    """``worker``'s running trial if it has reported step 2 or 3 of its 4: past the pruner's
+    first rung (step 1), before its last, so it still trains when a signal lands."""
+    try:
+        trials = load(pg_url, "cancel").get_trials()
+    except KeyError:  # the study is not created yet
+        return None
+    for t in trials:
+        if t.user_attrs.get("worker") == worker and t.state == TrialState.RUNNING:
+            return t.number if len(t.intermediate_values) in (2, 3) else None
+    return None
+
+
+def cancelled_mid_trial(array: str, task: str, worker: str, pg_url: str) -> int | None:
+    """``scancel`` of the task while it is frozen (SIGSTOP) in a trial between rungs, so the
+    SIGTERM lands inside that trial once it is thawed (a trial pruned or ended meanwhile
+    would leave the signal between trials, with nothing to fail); the trial, or ``None``."""
+    pid = int(worker.rpartition(":")[2])
+    if between_rungs(worker, pg_url) is None:
+        return None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        number = between_rungs(worker, pg_url)
+        if number is not None:
+            subprocess.run(["scancel", f"{array}_{task}"], check=True)
+        return number
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 def task_worker(array: str, task: str) -> str | None:

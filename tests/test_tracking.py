@@ -33,6 +33,7 @@ from tests.helpers import (
     Forked,
     forked,
     in_process,
+    kill_mid_trial,
     load,
     mlflow_server,
 )
@@ -122,12 +123,7 @@ def test_the_top_trials_re_runs_are_runs_and_the_summary_names_the_winner(server
     study = load(f"sqlite:///{cwd / 'optuna.db'}", "fashion-mnist")
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     line = next(line for line in out.splitlines() if line.startswith("winner: "))
-    if len(complete) == 1:  # nothing to choose: not re-run, its time went to the final fit
-        assert "reruns" not in study.user_attrs
-        assert line == f"winner: trial #{complete[0].number}, the only complete trial " + (
-            f"(val {complete[0].value:.4f}, not re-run)"
-        )
-        return
+    assert len(complete) >= 2, "the shared study has nothing to re-run: its checks cannot fail"
     reruns = study.user_attrs["reruns"]
     assert sorted(reruns) == sorted(str(t.number) for t in complete)  # 3 trials: all in the top
     client = MlflowClient(server)
@@ -453,13 +449,20 @@ def test_a_tracking_server_that_dies_costs_seconds_and_a_later_run_logs_what_it_
     assert "MLflow is missing: " in out and "re-run this command" in out
     study = load(storage, "blink")
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 3
+    parent = study.user_attrs["mlflow_parent_run_id"]  # left RUNNING: its server was gone
     with mlflow_server(home) as server:
         uri = server.ready()
+        client = MlflowClient(uri)
+        assert client.get_run(parent).info.status == "RUNNING"
         again = forked([*args, "--tracking-uri", uri], tmp_path)
         assert again.returncode == 0, again.stderr
-        client = MlflowClient(uri)
+        # The same round of the study: its parent run rejoined, and ended by the run that
+        # ended the study; no second parent.
+        assert load(storage, "blink").user_attrs["mlflow_parent_run_id"] == parent
+        assert client.get_run(parent).info.status == "FINISHED"
         experiment = client.get_experiment_by_name("blink").experiment_id
         runs = client.search_runs([experiment], max_results=1000)
+        assert [r.info.run_id for r in runs if "mlflow.parentRunId" not in r.data.tags] == [parent]
         numbered = [r for r in runs if "optuna_trial_number" in r.data.tags]
         trial_runs = {r.data.tags["optuna_trial_number"]: r for r in numbered}
         assert sorted(trial_runs, key=int) == [str(t.number) for t in study.trials]
@@ -477,6 +480,36 @@ def _states(storage: str, name: str) -> list[str]:
         return [t.state.name for t in load(storage, name).get_trials()]
     except KeyError:  # not created yet
         return []
+
+
+def test_an_interrupted_trial_ends_its_run_killed_and_the_resume_logs_its_retry(server, tmp_path):
+    """SIGTERM mid-trial with MLflow on: the trial ends FAIL in the study and its MLflow run
+    KILLED (not FAILED: nothing was wrong with it), the parent KILLED; the same command
+    retries the trial under a new parent and leaves no run RUNNING."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    args = [*TRACKED, *KILLABLE, "--trials", "2", "--study", "killed-trial"]
+    args += ["--tracking-uri", server, "--registered-model", "killed-trial-model"]
+    victim = Forked(args, tmp_path)
+    number = kill_mid_trial(victim, storage, "killed-trial", sig=signal.SIGTERM)
+    assert victim.returncode == 130, victim.communicate()
+    client = MlflowClient(server)
+    trial = load(storage, "killed-trial").get_trials()[number]
+    run = client.get_run(trial.user_attrs["mlflow_run_id"])
+    assert trial.state.name == "FAIL" and run.info.status == "KILLED"
+    assert run.data.tags["optuna_state"] == "FAIL"
+    first_parent = load(storage, "killed-trial").user_attrs["mlflow_parent_run_id"]
+    assert client.get_run(first_parent).info.status == "KILLED"
+    again = in_process(args, tmp_path)
+    assert again.returncode == 0, again.stderr
+    experiment = client.get_experiment_by_name("killed-trial").experiment_id
+    runs = client.search_runs([experiment], max_results=1000)
+    assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
+    retry = [
+        t
+        for t in load(storage, "killed-trial").trials
+        if t.system_attrs.get("failed_trial") == number
+    ]
+    assert len(retry) == 1 and client.get_run(retry[0].user_attrs["mlflow_run_id"])
 
 
 def test_sigterm_during_the_final_fit_ends_every_run_and_the_same_command_finishes(

@@ -21,7 +21,6 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from search.process import alive
-from search.recovery import dead_here
 from search.storage import GRACE_FACTOR
 from search.workers import workers_that_fit
 from tests.helpers import (
@@ -414,12 +413,8 @@ def children_of(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
-def test_workers_end_with_a_killed_supervisor(tmp_path):
-    """SIGKILL the supervisor (as the OOM killer would): its workers end too, marking their
-    running trials, instead of running on as orphans."""
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    args = ["--workers", "2", "--trials", "50", *QUICK, "--epochs", "20", "--no-mlflow"]
-    supervisor = Forked(args, tmp_path)
+def both_training(supervisor: Forked, storage: str) -> tuple[list[int], list[int]]:
+    """(the supervisor's two workers' pids, their two running trials) once both train."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # until both workers run a trial
         assert supervisor.poll() is None, supervisor.communicate()
@@ -429,20 +424,69 @@ def test_workers_end_with_a_killed_supervisor(tmp_path):
         except KeyError:  # no study yet
             running = []
         if len(workers) == 2 and len(running) == 2:
-            break
+            return workers, [t.number for t in running]
         time.sleep(0.1)
-    else:
-        raise AssertionError("the workers did not start trials in time")
+    raise AssertionError("the workers did not start trials in time")
+
+
+def test_workers_end_with_a_killed_supervisor(tmp_path):
+    """SIGKILL the supervisor (as the OOM killer would): its workers end too, marking their
+    running trials, instead of running on as orphans."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    args = ["--workers", "2", "--trials", "50", *QUICK, "--epochs", "20", "--no-mlflow"]
+    supervisor = Forked(args, tmp_path)
+    workers, running = both_training(supervisor, storage)
     supervisor.kill()
     supervisor.wait()
     deadline = time.monotonic() + 60
     while any(alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(w) for w in workers), "workers outlived their supervisor"
-    # A worker stopped between claiming a trial and training it leaves it RUNNING; any later
-    # run fails and retries it at once, as the trial of a dead process of this machine.
-    running = load(storage, "fashion-mnist").get_trials(states=(TrialState.RUNNING,))
-    assert all(dead_here(t) for t in running)
+    # Each orphan marked its own trial as it went (SIGTERM from the kernel, held back while a
+    # trial is claimed or its end recorded): none is left RUNNING for a later run to find.
+    trials = load(storage, "fashion-mnist").get_trials()
+    assert [trials[n].state.name for n in running] == ["FAIL", "FAIL"]
+    assert [t.number for t in trials if t.state == TrialState.RUNNING] == []
+
+
+def test_a_worker_that_fails_fails_the_run_and_the_others_finish_the_study(tmp_path):
+    """One of two ``--workers`` children SIGKILLed mid-trial: the other finishes the study
+    (the dead one's trial failed and retried), the supervisor ends it, and its exit status is
+    1 with the worker's in the summary: a run with a failed worker is not a success."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    args = ["--workers", "2", "--trials", "6", *QUICK, *KILLABLE, "--no-mlflow"]
+    supervisor = Forked(args, tmp_path)
+    workers, running = both_training(supervisor, storage)
+    os.kill(workers[0], signal.SIGKILL)
+    out, err = supervisor.communicate(timeout=300)
+    assert supervisor.returncode == 1, err
+    assert "worker failed (exit -9)" in out.splitlines()[0] and "Traceback" not in err
+    trials = load(storage, "fashion-mnist").get_trials()
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 6
+    assert [t.number for t in trials if t.state == TrialState.RUNNING] == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_the_supervisor_stops_its_workers_and_the_same_command_resumes(tmp_path, sig):
+    """Ctrl-C or SIGTERM to a ``--workers`` supervisor is passed on: each worker marks its
+    trial FAIL (queued again) and exits 130, the supervisor prints what finished and exits
+    130; the same command then finishes the study."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    args = ["--workers", "2", "--trials", "4", *QUICK, *KILLABLE, "--no-mlflow"]
+    supervisor = Forked(args, tmp_path)
+    workers, running = both_training(supervisor, storage)
+    supervisor.send_signal(sig)
+    out, err = supervisor.communicate(timeout=120)
+    assert supervisor.returncode == 130, err
+    assert err.count("stopped by signal; its running trial is marked FAIL") == 2, err
+    assert "interrupted" in out.splitlines()[0] and "Traceback" not in err
+    assert not any(alive(w) for w in workers)
+    trials = load(storage, "fashion-mnist").get_trials()
+    assert [trials[n].state.name for n in running] == ["FAIL", "FAIL"]
+    again = forked(args, tmp_path)
+    assert again.returncode == 0, again.stderr
+    trials = load(storage, "fashion-mnist").get_trials()
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 4
 
 
 def test_workers_are_capped_and_the_summary_names_the_timeout(tmp_path):
