@@ -53,3 +53,9 @@ class HeldSignals:
         self._pending.append(signum)
         if self.at_once():
             self.deliver()
+
+
+def raise_interrupt(signum: int, frame: object) -> None:
+    """A handler that makes SIGTERM what Ctrl-C is: ``KeyboardInterrupt``, so a run stops the
+    same way whichever it gets (its trial marked, its MLflow runs ended, its summary printed)."""
+    raise KeyboardInterrupt(f"signal {signum}")
