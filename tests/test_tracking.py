@@ -44,9 +44,12 @@ TRACKED = [a for a in QUICK if a != "--no-mlflow"]
 @pytest.fixture(scope="module")
 def searched(server, tmp_path_factory):
     """One tracked 3-trial study with a one-epoch final fit, shared by the assertions below;
-    its champion is scored on the whole test set, which the download tests check again."""
+    its champion is scored on the whole test set, which the download tests check again. No
+    pruner: all three trials complete, so the re-runs always have a choice to make (with one,
+    two of three trials were sometimes pruned and the re-run checks had nothing to check)."""
     cwd = tmp_path_factory.mktemp("study")
     flags = [*TRACKED, "--final-epochs", "1", "--test-size", "10000", "--tracking-uri", server]
+    flags += ["--pruner", "none"]
     done = forked(["--trials", "3", *flags], cwd)
     assert done.returncode == 0, done.stderr
     return cwd, done.stdout, done.stderr
