@@ -6,7 +6,8 @@
 Families: ``mlp`` (``n_layers`` hidden layers of ``hidden_dim``), ``cnn`` (``n_layers`` conv
 blocks starting at ``channels``), ``resnet`` (``n_layers`` stages with a residual block each),
 and the tutorial's two seeded networks by name
-(``SeedNetConfig(network="no_batch_norm" | "batch_norm")``). Configs validate on construction
+(``SeedNetConfig(network="no_batch_norm" | "batch_norm")``), and a user's own network
+(``UserModelConfig``, ``models.user``). Configs validate on construction
 and raise ``ValueError`` naming the field and value. ``standalone(model, mean, std)`` turns a
 trained network into an ``nn.Sequential`` of ``torch.nn`` layers that normalizes its own input
 and needs nothing from this project. This package imports only torch.
@@ -18,6 +19,7 @@ from models.export import standalone
 from models.mlp import MLP, MLPConfig
 from models.resnet import ResNet, ResNetConfig
 from models.seed import SEED_NETWORKS, SeedNetConfig
+from models.user import UserModelConfig, UserModelError
 
 __all__ = [
     "CNN",
@@ -29,6 +31,8 @@ __all__ = [
     "ResNetConfig",
     "SEED_NETWORKS",
     "SeedNetConfig",
+    "UserModelConfig",
+    "UserModelError",
     "build_model",
     "config_from_dict",
     "count_parameters",

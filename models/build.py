@@ -8,8 +8,9 @@ from models.cnn import CNN, CNNConfig
 from models.mlp import MLP, MLPConfig
 from models.resnet import ResNet, ResNetConfig
 from models.seed import SeedNetConfig, build_seed_network
+from models.user import UserModelConfig, build_user_model
 
-ModelConfig = MLPConfig | CNNConfig | ResNetConfig | SeedNetConfig
+ModelConfig = MLPConfig | CNNConfig | ResNetConfig | SeedNetConfig | UserModelConfig
 
 
 def build_model(config: ModelConfig) -> nn.Module:
@@ -23,6 +24,8 @@ def build_model(config: ModelConfig) -> nn.Module:
         return ResNet(config)
     if isinstance(config, SeedNetConfig):
         return build_seed_network(config)
+    if isinstance(config, UserModelConfig):
+        return build_user_model(config)
     raise ValueError(
         f"build_model needs an MLPConfig, CNNConfig, ResNetConfig or SeedNetConfig, got {config=}"
     )
@@ -34,7 +37,8 @@ def count_parameters(model: nn.Module) -> int:
 
 def config_from_dict(arch: str, fields: dict) -> ModelConfig:
     """Inverse of ``dataclasses.asdict`` plus the ``arch`` class tag (checkpoints)."""
-    by_arch = {c.arch: c for c in (MLPConfig, CNNConfig, ResNetConfig, SeedNetConfig)}
+    families = (MLPConfig, CNNConfig, ResNetConfig, SeedNetConfig, UserModelConfig)
+    by_arch = {c.arch: c for c in families}
     if arch not in by_arch:
         raise ValueError(f"arch must be one of {sorted(by_arch)}, got {arch=}")
     return by_arch[arch](**fields)

@@ -54,14 +54,13 @@ def normalizer(mean: float, std: float) -> nn.Conv2d:
 
 
 def layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The network's layers in call order, with readable names (``features``, ``head``)."""
+    """The network's layers in call order, with readable names (``features``, ``head``); any
+    other network is one layer, ``net``."""
     if isinstance(model, CNN | ResNet):
         return [("features", model.features), ("head", model.head)]
     if isinstance(model, MLP):
         return [("net", model.net)]
-    if type(model) is nn.Sequential:  # the seed networks
-        return [("net", model)]
-    raise ValueError(f"no standalone form for {type(model).__name__}, got {model=}")
+    return [("net", model)]  # the seed networks, and a user's (``models.user``) as it is
 
 
 def shippable(module: nn.Module) -> nn.Module:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from data.splits import TEST_SIZE
+from search import sweep
 from search.budget import parse_duration
 from search.config import (
     DEFAULT_STUDY,
@@ -25,6 +26,7 @@ from search.config import (
     SECTIONS,
     TRIALS,
     RunConfig,
+    StudyConfig,
     default_of,
     flag_of,
     is_flag,
@@ -176,8 +178,28 @@ def parse_args(argv: list[str] | None, doc: str) -> RunConfig:
     return config
 
 
+def from_space(study: StudyConfig) -> StudyConfig:
+    """What a space file's top level sets where its flag was not given: a grid (a plain map of
+    lists, or ``method: grid``), ``--sampler`` (method), ``--trials`` (run_cap), ``--pruner``
+    (early_terminate)."""
+    if study.space is None:
+        return study
+    head = sweep.header(study.space)
+    if head.grid:
+        if study.grid is not None:
+            raise UsageError(f"--space {study.space} is a grid; give it or --grid, not both")
+        return replace(study, grid=study.space)
+    return replace(
+        study,
+        sampler=study.sampler or head.method,
+        trials=study.trials or head.run_cap,
+        pruner=study.pruner or head.pruner,
+    )
+
+
 def resolve(config: RunConfig) -> RunConfig:
     """Fill in the defaults that depend on other flags."""
+    config = replace(config, study=from_space(config.study))
     study, grid = config.study, config.study.grid
     sampler = study.sampler or ("grid" if grid else "tpe")
     if sampler == "grid" and not grid:

@@ -85,6 +85,17 @@ class StudyConfig:
     grid: str | None = option(
         None, "JSON or YAML file mapping parameter names to lists (grid mode)"
     )
+    space: str | None = option(
+        None,
+        "a space file (YAML or JSON) in W&B's sweep syntax: the ranges to sample (method, "
+        "metric, run_cap, early_terminate, parameters; docs/search.md); a plain map of names "
+        "to lists is a grid",
+    )
+    model: str | None = option(
+        None,
+        "your own network: PATH.py:NAME or package.module:NAME, an nn.Module class or a "
+        "function returning one; its keyword parameters are searchable (--space gives ranges)",
+    )
     pruner: str = option("successive-halving", "default: {default} (none in grid mode)")
     seed: int = option(0, "seeds the split, the sampler and every trial (default: {default})")
     warm_start: bool = option(

@@ -16,13 +16,13 @@ batch 1000, shuffled) on its ``no_batch_norm`` network, unless the grid names an
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search.errors import UserError
+from search.files import parse
 from search.params import PARAMS, names
 from search.space import spec_from_params
 
@@ -52,90 +52,63 @@ class GridError(UserError, ValueError):
     """A grid file that cannot be used; the message is one line naming the file."""
 
 
-class RepeatedKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
+def as_lists(content: Any, where: str) -> Any:
+    """A grid in the sweep syntax (``method: grid``, ``search.sweep``) as a plain map of
+    lists: ``values`` as they are, ``value`` as a list of one; anything else is refused."""
+    if not isinstance(content, dict) or "parameters" not in content:
+        return content
+    given = content["parameters"]
+    if not isinstance(given, dict):
+        return given
+    grid = {}
+    for name, spec in given.items():
+        if isinstance(spec, dict) and "values" in spec:
+            grid[name] = spec["values"]
+        elif isinstance(spec, dict) and "value" in spec:
+            grid[name] = [spec["value"]]
+        else:
+            raise GridError(f"{where}: {name}: a grid takes values or value, got {spec!r}")
+    return grid
 
 
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A mapping that refuses a repeated key (``json`` and PyYAML keep the last silently)."""
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise RepeatedKey(key)
-        out[key] = value
-    return out
-
-
-def _yaml(text: str) -> Any:
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        def construct_mapping(self, node, deep=False):
-            pairs = [
-                (self.construct_object(k, deep=deep), self.construct_object(v, deep=deep))
-                for k, v in node.value
-            ]
-            return _unique(pairs)
-
-    Loader.add_constructor(
-        yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, Loader.construct_mapping
-    )
-    return yaml.load(text, Loader=Loader)  # a SafeLoader: no arbitrary objects
-
-
-def _parse(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise GridError(f"--grid {path}: cannot be read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise GridError(f"--grid {path}: not a text file (JSON or YAML expected)") from None
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            return _yaml(text)
-        return json.loads(text, object_pairs_hook=_unique)
-    except RepeatedKey as exc:
-        raise GridError(f"--grid {path}: the key {exc.key!r} appears twice") from None
-    except Exception as exc:  # json and yaml raise different types
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise GridError(f"--grid {path}: not valid {path.suffix[1:] or 'JSON'}: {first}") from None
-
-
-def load_grid(path: str | Path) -> dict[str, list]:
-    """Read and validate a grid file; returns the ordered mapping of key -> values."""
-    path = Path(path)
-    grid = _parse(path)
-    allowed = ", ".join(GRID_KEYS)
+def load_grid(
+    path: str | Path, flag: str = "--grid", keys: dict[str, tuple] | None = None
+) -> dict[str, list]:
+    """Read and validate a grid file (``flag`` names it in errors; ``keys``: the names it may
+    give and what their values must be, by default every param of the one table); returns
+    the ordered mapping of key -> values."""
+    path, keys = Path(path), keys or GRID_KEYS
+    where = f"{flag} {path}"
+    grid = as_lists(parse(path, flag, GridError), where)
+    allowed = ", ".join(keys)
     if not isinstance(grid, dict) or not grid:
-        raise GridError(f"--grid {path}: must map parameter names to lists; allowed: {allowed}")
+        raise GridError(f"{where}: must map parameter names to lists; allowed: {allowed}")
     for key, values in grid.items():
-        if key not in GRID_KEYS:
-            raise GridError(f"--grid {path}: unknown key {key!r}; allowed: {allowed}")
+        if key not in keys:
+            raise GridError(f"{where}: unknown key {key!r}; allowed: {allowed}")
         if not isinstance(values, list) or not values:
-            raise GridError(f"--grid {path}: {key} must be a non-empty list, got {values!r}")
-        check, wants = GRID_KEYS[key]
+            raise GridError(f"{where}: {key} must be a non-empty list, got {values!r}")
+        check, wants = keys[key]
         for v in values:
             if not check(v):
-                raise GridError(f"--grid {path}: {key} values must be {wants}, got {v!r}")
+                raise GridError(f"{where}: {key} values must be {wants}, got {v!r}")
     size = grid_size(grid)
     if size > MAX_GRID:
         lengths = "x".join(str(len(v)) for v in grid.values())
         raise GridError(
-            f"--grid {path}: {size:,} combinations ({lengths}) cannot each run once; at most "
+            f"{where}: {size:,} combinations ({lengths}) cannot each run once; at most "
             f"{MAX_GRID:,}: fewer values, or the search mode (TPE) for a space this large"
         )
     if "network" in grid and MODEL_KEYS & grid.keys():
         clash = sorted(MODEL_KEYS & grid.keys())
-        raise GridError(f"--grid {path}: network names a fixed net; it excludes {clash}")
+        raise GridError(f"{where}: network names a fixed net; it excludes {clash}")
     first = {key: values[0] for key, values in grid.items()}
     for key, values in grid.items():  # each value once, with the first of every other key
         for v in values:
             try:
                 spec_from_params(with_defaults({**first, key: v}), epochs=1, seed=0)
             except ValueError as exc:
-                raise GridError(f"--grid {path}: {exc}") from None
+                raise GridError(f"{where}: {exc}") from None
     return grid
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import optuna
@@ -30,11 +30,12 @@ import torch
 
 from data import Splits
 from models import build_model, count_parameters
+from models.user import UserModelConfig, check_output
 from search import disk, feasible
 from search.budget import MARGIN, Budget
 from search.grid import with_defaults
 from search.hooks import Completed, StudyHooks, TrialHooks, Weights
-from search.space import TrialSpec, spec_from_params, suggest_params
+from search.space import SearchSpace, TrialSpec, spec_from_params
 from search.train import Diverged, StepMetrics, TrainResult, train
 
 
@@ -44,7 +45,7 @@ class TrialSettings:
     steps: int | None  # reports over that budget (None: one per epoch, grid mode)
     seed: int  # trial n trains with seed + n
     grid: dict[str, list] | None = None  # grid mode: the params come from the enqueued combo
-    space: str = "cpu"  # the study's search space (search.space: 'cpu' or 'cuda')
+    space: SearchSpace = field(default_factory=SearchSpace)  # what a trial samples
 
 
 @dataclass
@@ -107,11 +108,15 @@ class Objective:
     def params(self, trial: optuna.Trial) -> dict[str, Any]:
         """Sampled from the space, or in grid mode the enqueued combination plus the fixed
         defaults (visible as the ``fixed_params`` user attribute: they are no Optuna params)."""
-        grid = self.settings.grid
+        grid, space = self.settings.grid, self.settings.space
         if grid is None:
-            return suggest_params(trial, self.settings.space)
+            params, fixed = space.sample(trial)
+            if fixed:
+                trial.set_user_attr("fixed_params", fixed)
+            return params
         combo = {k: trial.suggest_categorical(k, values) for k, values in grid.items()}
-        params = with_defaults(combo)
+        ours = {"model": space.model.ref} if space.model is not None else {}
+        params = with_defaults({**ours, **combo})
         trial.set_user_attr("fixed_params", {k: v for k, v in params.items() if k not in combo})
         return params
 
@@ -131,7 +136,7 @@ class Objective:
 
     def train(self, trial: optuna.Trial, spec: TrialSpec, splits: Splits) -> float:
         torch.manual_seed(spec.train.seed)
-        model = build_model(spec.model)
+        model = built(trial, spec)
         for key, value in (
             ("n_parameters", count_parameters(model)),
             ("device", splits.device.type),
@@ -176,6 +181,23 @@ class Objective:
     def _ended(self, trial, state: str, value: float | None, killed: bool = False) -> None:
         for hook in self.hooks:
             hook.ended(trial, state, value, killed)
+
+
+def built(trial: optuna.Trial, spec: TrialSpec) -> torch.nn.Module:
+    """The trial's network. A user's that its keyword values make fail (its constructor
+    raises, or its logits are not (N, 10)) cannot run: the trial ends FAIL with the reason
+    (``cannot_run``) and the study goes on."""
+    if not isinstance(spec.model, UserModelConfig):
+        return build_model(spec.model)
+    try:
+        network = build_model(spec.model)
+        check_output(network, spec.model.ref)
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        reason = f"the network does not build with these values ({type(exc).__name__}: {first})"
+        trial.set_user_attr("cannot_run", reason)
+        raise feasible.CannotRun(reason) from None
+    return network
 
 
 class _Reporter:

@@ -130,6 +130,8 @@ PARAMS: tuple[Param, ...] = (
     _param("num_workers", "run", (_integer, "an integer (recorded only: batches need no workers)"),
            "the tutorial's loader workers (recorded only)"),
     _param("device", "run", _one_of(DEVICE_TYPES), "where the run trains"),
+    _param("model", "model", (lambda v: isinstance(v, str), "PATH.py:NAME or module:NAME"),
+           "your own network (--model): its keyword parameters are its words"),
 )  # fmt: skip
 BY_NAME = {p.name: p for p in PARAMS}
 

@@ -8,7 +8,7 @@ objective). The command's steps take the ``Run``; what they call takes only what
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ from data import Splits
 from search.budget import END_SECONDS, END_SECONDS_UNTRACKED, Budget
 from search.config import RunConfig
 from search.hooks import Hooks
+from search.space import SearchSpace
 from search.storage_url import StorageURL
 
 ARTIFACTS = "optuna-artifacts"  # optuna-dashboard STORAGE --artifact-dir optuna-artifacts
@@ -40,6 +41,7 @@ class Inputs:
     splits: Splits
     storage_url: StorageURL  # --storage, checked (password masked when shown)
     command: str = ""  # as typed, secrets masked: a new study records what created it
+    space: SearchSpace = field(default_factory=SearchSpace)  # what trials sample
 
 
 @dataclass

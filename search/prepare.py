@@ -15,10 +15,12 @@ import math
 import shlex
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
 from data import load_splits
+from search import network, sweep
 from search.artifacts import TrialPictures, open_store
 from search.budget import Budget
 from search.cli import parse_args
@@ -31,10 +33,11 @@ from search.objective import Objective, OwnWeights, TrialSettings
 from search.pipeline import Inputs, Run
 from search.progress import Progress
 from search.quiet import quiet_libraries
-from search.space import space_name
+from search.space import SearchSpace, UserModel, space_name
 from search.storage import claim_lock, open_storage
 from search.storage_url import StorageURL
 from search.study import (
+    SPACE_KEY,
     check_resume,
     finished_count,
     open_study,
@@ -56,14 +59,18 @@ def prepare(argv: list[str] | None, started: float, doc: str) -> Run:
     wait = config.study.reconnect_wait
     storage = open_storage(inputs.storage_url, config.workers.heartbeat, wait)
     steps = trial_steps(config, len(inputs.splits.train[1]))
-    check_resume(storage, config.study.name, config.training.epochs, steps)
+    space = inputs.space.record()
+    check_resume(storage, config.study.name, config.training.epochs, steps, space)
     hooks = Hooks(tracking_hooks(config, inputs.device))
     return Run(config, inputs, storage, steps, hooks, run_budget(config, started))
 
 
 def check_inputs(config: RunConfig) -> Inputs:
-    grid = load_grid(config.study.grid) if config.study.grid else None
+    study = config.study
+    model = network.load(study.model) if study.model else None
+    grid = load_grid(study.grid, *grid_source(config, model)) if study.grid else None
     device = resolve_device(config.data.device)
+    space = search_space(config, model, space_name(device.type))
     if config.tracking.enabled:
         from search.tracking.client import default_uri  # MLflow: only when tracking
 
@@ -81,7 +88,25 @@ def check_inputs(config: RunConfig) -> Inputs:
     )
     if grid is not None:  # a value that can never run here (device, batch vs. data) is refused
         check_grid(grid, len(splits.train[1]), config.study.grid)
-    return Inputs(grid, device, splits, storage_url)
+    return Inputs(grid, device, splits, storage_url, space=space)
+
+
+def grid_source(config: RunConfig, model: UserModel | None) -> tuple[str, dict | None]:
+    """The flag a grid came from (``--space`` when its file is one), and its keys."""
+    flag = "--space" if config.study.grid == config.study.space else "--grid"
+    return flag, network.grid_keys(model)
+
+
+def search_space(config: RunConfig, model: UserModel | None, device: str) -> SearchSpace:
+    """The space trials sample: a space file's ranges (not in grid mode) and a user's
+    network, checked (it builds, and maps images to 10 logits)."""
+    study, found = config.study, None
+    if study.space and not config.grid_mode:
+        named = f"--model {model.ref}" if model is not None else ""
+        found = sweep.sweep(study.space, network.allowed(model), named)
+    if model is not None:
+        network.check(model, found.params if found is not None else {})
+    return SearchSpace(device, found, model)
 
 
 def command_line(argv: list[str]) -> str:
@@ -124,8 +149,9 @@ def open_run(run: Run) -> None:
     space, images = space_name(run.inputs.device.type), len(run.splits.train[1])
     settings = study_settings(config.study, config.training.epochs, run.steps, images, space)
     settings["command"] = run.inputs.command
+    settings[SPACE_KEY] = run.inputs.space.record()
     with run.lock:
-        run.study = open_study(config.study, run.storage, settings, not lead)
+        run.study = open_study(config.study, run.storage, settings, not lead, run.inputs.space)
         run.hooks.joined(run.study)
     if lead:
         run.hooks.resumed(run.study, config.output.quiet)
@@ -154,7 +180,8 @@ def objective(run: Run, hooks: list[TrialHooks]) -> Objective:
         steps=None if config.grid_mode else run.steps,
         seed=config.study.seed,
         grid=run.inputs.grid,
-        space=run.study.user_attrs.get("space", "cpu"),
+        # a resume on another device keeps the study's own ranges
+        space=replace(run.inputs.space, device=run.study.user_attrs.get("space", "cpu")),
     )
     return Objective(run.splits, settings, hooks, run.budget)
 

@@ -30,6 +30,7 @@ import time
 from typing import NoReturn
 
 from data import DataError
+from models import UserModelError
 from search import disk
 from search.budget import process_start
 from search.champion import EndSettings
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         run = prepare(argv, started, __doc__)
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    except (UserError, DataError) as exc:  # bad input: one line, nothing written
+    except (UserError, DataError, UserModelError) as exc:  # bad input: one line, nothing written
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:

@@ -28,12 +28,12 @@ def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
     raise ValueError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {name!r}")
 
 
-def make_pruner(name: str, steps: int) -> optuna.pruners.BasePruner:
-    """Resources are counted in steps (1..steps), each a fixed number of training images."""
+def make_pruner(name: str, steps: int, **hyperband: int) -> optuna.pruners.BasePruner:
+    """Resources are counted in steps (1..steps), each a fixed number of training images.
+    ``hyperband``: a space file's ``min_resource`` and ``reduction_factor`` (1 and 3 else)."""
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=1, max_resource=steps, reduction_factor=3
-        )
+        options = {"min_resource": 1, "reduction_factor": 3, **hyperband}
+        return optuna.pruners.HyperbandPruner(max_resource=steps, **options)
     if name == "median":
         # 5 complete trials before judging anyone: a median of fewer is noise.
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)

@@ -24,7 +24,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import optuna
@@ -40,7 +40,7 @@ from search.process import me
 from search.recovery import recover, retry_interrupted, sign, waiting_line
 from search.samplers import make_pruner, make_sampler
 from search.signals import HeldSignals
-from search.space import DEVICE_WARM_START, WARM_START_NOTE
+from search.space import WARM_START_NOTE, SearchSpace
 from search.storage import GRACE_FACTOR, Lock
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -78,24 +78,66 @@ class StudyMismatch(UserError):
     """A study resumed with settings that would change what its steps mean: one line, exit 2."""
 
 
-def check_resume(storage, name: str, epochs: int, steps: int) -> None:
+def check_resume(storage, name: str, epochs: int, steps: int, space: dict | None = None) -> None:
     """Before anything is written: a study created with other ``--epochs`` or steps (from
     ``--step-images`` and ``--train-size``) is refused, naming its own settings; its pruner
-    would compare steps of different sizes. A new study, or an older one that did not record
-    them, passes."""
+    would compare steps of different sizes. So is one created with another search space
+    (``space``: ``SearchSpace.record()``, a space file's ranges and a user's network): its
+    sampler would mix trials from two spaces. A new study, or an older one that did not
+    record them, passes."""
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         return
     had_epochs, had_steps = (study.user_attrs.get(k) for k in ("epochs", "steps"))
-    if had_epochs is None or (had_epochs, had_steps) == (epochs, steps):
-        return
-    raise StudyMismatch(
-        f"--study {name!r} was created with --epochs {had_epochs} in {had_steps} step(s); this "
-        f"run asks for --epochs {epochs} in {steps} step(s) (--step-images, --train-size), "
-        "and the pruner would compare steps of different sizes: resume with the study's own "
-        "settings, or start a new --study"
-    )
+    if had_epochs is not None and (had_epochs, had_steps) != (epochs, steps):
+        raise StudyMismatch(
+            f"--study {name!r} was created with --epochs {had_epochs} in {had_steps} step(s); "
+            f"this run asks for --epochs {epochs} in {steps} step(s) (--step-images, "
+            "--train-size), and the pruner would compare steps of different sizes: resume with "
+            "the study's own settings, or start a new --study"
+        )
+    had = study.user_attrs.get(SPACE_KEY, BUILT_IN)
+    if space is not None and had != space:
+        raise StudyMismatch(
+            f"--study {name!r} was created with {space_difference(had, space)}: resume with its "
+            "own --space and --model, or start a new --study"
+        )
+
+
+SPACE_KEY = "search_space"  # the study's user attribute: SearchSpace.record() at its creation
+BUILT_IN = {"model": None, "space": None}  # the built-in space (and a study older than --space)
+
+
+def space_difference(had: dict, asked: dict) -> str:
+    """What differs, in a few words: the network, or the first parameter whose range does."""
+    if had.get("model") != asked.get("model"):
+        return f"--model {had.get('model') or '(our networks)'}; this run asks for " + (
+            f"--model {asked.get('model') or '(our networks)'}"
+        )
+    mine, theirs = had.get("space") or {}, asked.get("space") or {}
+    if not mine or not theirs:
+        return f"{'a space file' if mine else 'the built-in space'}; this run gives " + (
+            "a space file" if theirs else "none (the built-in space)"
+        )
+    for name in dict.fromkeys([*mine, *theirs]):
+        if mine.get(name) != theirs.get(name):
+            return (
+                f"another range for {name} ({_words(mine.get(name))}); this run gives "
+                f"{_words(theirs.get(name))}"
+            )
+    return "another space"
+
+
+def _words(recorded: dict | None) -> str:
+    if recorded is None:
+        return "its default range"
+    if "value" in recorded:
+        return f"the value {recorded['value']!r}"
+    d = optuna.distributions.json_to_distribution(recorded["distribution"])
+    if isinstance(d, optuna.distributions.CategoricalDistribution):
+        return f"values {list(d.choices)}"
+    return f"{'log-' if d.log else ''}uniform {d.low:g} .. {d.high:g}"
 
 
 @dataclass
@@ -314,7 +356,13 @@ def run_trials(
 METRIC = "val_accuracy"  # what the study's values are: optuna-dashboard names its plots so
 
 
-def open_study(config: StudyConfig, storage, settings: dict, worker: bool = False) -> optuna.Study:
+def open_study(
+    config: StudyConfig,
+    storage,
+    settings: dict,
+    worker: bool = False,
+    space: SearchSpace | None = None,
+) -> optuna.Study:
     """Create or resume ``config.name``: its value named ``val_accuracy`` (older studies too),
     the pruner over ``settings["steps"]``, a sampler seeded past the trials it already has (a
     resumed study must not replay the first seeded samples, optuna#3255), ``settings`` (mode,
@@ -325,7 +373,7 @@ def open_study(config: StudyConfig, storage, settings: dict, worker: bool = Fals
         study_name=config.name,
         storage=storage,
         direction="maximize",
-        pruner=make_pruner(config.pruner, settings["steps"]),
+        pruner=make_pruner(config.pruner, settings["steps"], **pruner_options(space)),
         load_if_exists=True,
     )
     if study.metric_names is None:
@@ -343,9 +391,18 @@ def open_study(config: StudyConfig, storage, settings: dict, worker: bool = Fals
         if key not in study.user_attrs:
             study.set_user_attr(key, value)
     if not trials and not config.grid and config.warm_start and not worker:
-        warm = DEVICE_WARM_START[study.user_attrs["space"]]
-        study.enqueue_trial(warm, user_attrs={"warm_start": WARM_START_NOTE})
+        space = replace(space or SearchSpace(), device=study.user_attrs["space"])
+        warm = space.warm_start()  # none when it lies outside a space file's ranges
+        if warm is not None:
+            study.enqueue_trial(warm, user_attrs={"warm_start": WARM_START_NOTE})
     return study
+
+
+def pruner_options(space: SearchSpace | None) -> dict:
+    """A space file's early_terminate settings (hyperband's min_resource, reduction_factor)."""
+    if space is None or space.sweep is None:
+        return {}
+    return dict(space.sweep.header.pruner_options)
 
 
 def study_settings(config: StudyConfig, epochs: int, steps: int, images: int, space: str) -> dict:

@@ -95,7 +95,9 @@ def workers_to_start(run: Run, left: int) -> int:
 
 
 def announce(run: Run) -> None:
-    config = run.config
+    config, found = run.config, run.inputs.space.sweep
+    if not config.output.quiet and found is not None and found.header.notes:
+        print(f"--space {found.path}: {'; '.join(found.header.notes)}")
     if not config.output.quiet:
         study, workers = config.study, config.workers
         print(

@@ -196,6 +196,18 @@ def test_a_standalone_resnet_names_only_torch_and_the_shipped_blocks(tmp_path):
     assert plain.features[-1].body[0] is inner.features[-1].body[0]
 
 
-def test_standalone_refuses_unknown_networks():
-    with pytest.raises(ValueError, match="no standalone form for Linear"):
-        standalone(torch.nn.Linear(784, 10), 0.3, 0.5)
+class Tiny(torch.nn.Module):  # a network of a user's own (models.user)
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(784, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))
+
+
+def test_standalone_ships_any_other_network_whole_after_its_normalize():
+    net = Tiny()
+    plain = standalone(net, mean=0.3, std=0.5)
+    x = torch.rand(4, 1, 28, 28)
+    assert list(dict(plain.named_children())) == ["normalize", "net"] and plain.net is net
+    assert torch.allclose(plain(x), net((x - 0.3) / 0.5), atol=1e-5)

@@ -23,7 +23,8 @@ def test_every_word_of_a_config_is_a_param_and_feeds_that_config():
     model_words = {
         f.name for c in (CNNConfig, MLPConfig, ResNetConfig, SeedNetConfig) for f in fields(c)
     }
-    assert model_words | {"arch"} == set(names("model"))  # arch: the family itself
+    # arch: the family itself; model: a user's own network (models.user), its words its own
+    assert model_words | {"arch", "model"} == set(names("model"))
     train_words = set(names("train"))
     assert train_words <= {f.name for f in fields(TrainConfig)}
     assert {"epochs", "seed", "steps", "drop_last"}.isdisjoint(

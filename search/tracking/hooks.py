@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from models import standalone
+from models.user import source_hash
 from search.config import RunConfig, params
 from search.hooks import (
     Completed,
@@ -61,6 +62,8 @@ def open_for_run(config: RunConfig, device: str) -> MLflowHooks:
             "torch_version": torch.__version__,
             "device": device,
         }
+        if study.model:  # a user's network: which source it was, exactly
+            tags["model_sha256"] = source_hash(study.model)
         settings = {**params(config), "tracking_uri": mask_url(tracking.uri)}
         hooks.parent = (study.name, tags, settings)  # started once the study is open
     return hooks

@@ -9,6 +9,8 @@ One logged model, two flavors:
 - the one layer of ours a network may hold, ``Residual``, travels beside it as
   ``fashion_search_blocks`` (``models/blocks.py`` under a name no project has; see
   ``models.export``), so a residual champion loads the same way.
+- a user's own network (``--model``) travels the same way, its source file under the module
+  name it was loaded under (``fashion_search_user_<hash>``, ``models.user``).
 - ``python_function``: ``fashion_search_serving`` (``search/tracking/serving.py`` under a name no
   project has) answers ``mlflow models serve`` and ``mlflow.pyfunc.load_model`` with
   ``class_index``, ``class_name`` and ``probabilities`` per image.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -34,6 +37,7 @@ from mlflow.types.schema import Array, ColSpec, Schema, TensorSpec
 
 from data import CLASSES
 from models.export import BLOCKS_FILE, BLOCKS_MODULE
+from models.user import PREFIX as USER_PREFIX
 from search.tracking import serving
 
 LOADER_MODULE = "fashion_search_serving"
@@ -64,11 +68,12 @@ class _ChampionFlavor:
             shutil.copy(serving.__file__, loader)
             shipped_blocks = Path(tmp) / f"{BLOCKS_MODULE}.py"
             shutil.copy(BLOCKS_FILE, shipped_blocks)
+            shipped = [str(loader), str(shipped_blocks), *user_code(pytorch_model, Path(tmp))]
             mlflow.pytorch.save_model(
                 pytorch_model,
                 path,
                 mlflow_model=mlflow_model,
-                code_paths=[str(loader), str(shipped_blocks)],
+                code_paths=shipped,
                 serialization_format="pickle",
                 **kwargs,
             )
@@ -76,6 +81,19 @@ class _ChampionFlavor:
         (data / serving.CLASSES_FILE).write_text(json.dumps(list(CLASSES)))
         mlflow_model.flavors["python_function"]["loader_module"] = LOADER_MODULE
         mlflow_model.save(str(Path(path) / "MLmodel"))
+
+
+def user_code(model: torch.nn.Module, into: Path) -> list[str]:
+    """A user's network's source file (``models.user``), copied into ``into`` under the module
+    name its classes were loaded and pickled under: it travels inside the logged model, so the
+    champion loads where the user's file is absent, and no package of the loader shadows it."""
+    names = {type(m).__module__ for m in model.modules()}
+    files = []
+    for name in sorted(n for n in names if n.startswith(USER_PREFIX)):
+        copy = into / f"{name}.py"
+        shutil.copy(sys.modules[name].__file__, copy)
+        files.append(str(copy))
+    return files
 
 
 def log_champion(

@@ -18,7 +18,9 @@ import torch
 from mlflow import MlflowClient
 
 from data import CLASSES
+from models.user import keywords, source_hash
 from search.process import me
+from search.space import full_params
 from search.tracking.packaging import log_champion
 
 ALIAS = "champion"
@@ -76,6 +78,7 @@ class Registry:
             "params": json.dumps(best.params),
             "final_fit_run_id": final_run_id or "none (the trial's own weights)",
             "fitted_by": me(),  # host:pid of the process that ended the study
+            **network_tags(full_params(best)),
         }
         for key, value in tags.items():
             self.client.set_model_version_tag(self.name, version, key, str(value))
@@ -83,6 +86,16 @@ class Registry:
         self.client.update_model_version(self.name, version, description=description)
         self.client.set_registered_model_alias(self.name, ALIAS, version)
         return f"champion: {self.name} version {version} (alias @{ALIAS})"
+
+
+def network_tags(params: dict) -> dict[str, str]:
+    """A user's network (``--model``): its reference, its keyword values, its source's hash."""
+    ref = params.get("model")
+    if ref is None:
+        return {}
+    taken = keywords(ref)
+    values = {k: v for k, v in params.items() if k in taken}
+    return {"model": ref, "model_params": json.dumps(values), "model_sha256": source_hash(ref)}
 
 
 def describe(model: str, study_name: str, trial_number: int, test_accuracy: float) -> str:
