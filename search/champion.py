@@ -38,6 +38,7 @@ class EndSettings:
     reruns: int  # top trials re-run before the choice (search.winner)
     seed: int  # the study's: trial n trained on seed + n
     end_seconds: float  # kept for the end of the run (search.budget)
+    precision: str = "fp32"  # the run's (search.precision): re-runs, the final fit, the test
 
 
 @dataclass
@@ -47,17 +48,21 @@ class Champion:
     final_epochs: float = 0  # of the final fit, 0 when there was none
 
 
-def trial_spec(trial: optuna.trial.FrozenTrial, epochs: int, seed: int) -> TrialSpec:
-    """What ``trial`` trained: its params, budget, steps and seed."""
+def trial_spec(
+    trial: optuna.trial.FrozenTrial, epochs: int, seed: int, precision: str = "fp32"
+) -> TrialSpec:
+    """What ``trial`` trained: its params, budget, steps and seed (in ``precision``)."""
     steps = trial.user_attrs.get("history", [{}])[-1].get("step")
-    return spec_from_params(full_params(trial), epochs, seed + trial.number, steps)
+    return spec_from_params(full_params(trial), epochs, seed + trial.number, steps, precision)
 
 
-def final_spec(trial: optuna.trial.FrozenTrial, epochs: float, seed: int) -> TrialSpec:
+def final_spec(
+    trial: optuna.trial.FrozenTrial, epochs: float, seed: int, precision: str = "fp32"
+) -> TrialSpec:
     """What the final fit of ``trial`` trains: its params plus the regularizers of a run of
     ``epochs`` (``search.recipe``), from the trial's seed, one report per epoch."""
     params = recipe.with_length(full_params(trial), epochs)
-    return spec_from_params(params, epochs, seed + trial.number)
+    return spec_from_params(params, epochs, seed + trial.number, precision=precision)
 
 
 def regularizers(spec: TrialSpec) -> dict:
@@ -79,7 +84,7 @@ def epochs_that_fit(
     splits: Splits,
     wanted: int | None,
     budget: Budget,
-    end: float,
+    settings: EndSettings,
     measured: bool = True,
 ) -> float:
     """``wanted`` final epochs (``None``: as many as the budget holds), or fewer if the budget
@@ -92,7 +97,7 @@ def epochs_that_fit(
     labelled = len(splits.train[1]) + len(splits.val[1])
     params = full_params(best)
     if measured:
-        spec = spec_from_params(params, 1, 0)
+        spec = spec_from_params(params, 1, 0, precision=settings.precision)
         per_epoch = seconds_per_image(spec.model, spec.train, splits.train) * labelled
     else:
         seconds, images = (best.user_attrs.get(k, 0) for k in ("train_seconds", "train_images"))
@@ -108,6 +113,7 @@ def epochs_that_fit(
         return augmenting[0]
 
     margin = FIT_MARGIN if measured else MARGIN
+    end = settings.end_seconds
     return final_epochs_that_fit(per_epoch, wanted, budget.left(), end, extra, margin)
 
 
@@ -150,7 +156,7 @@ def own_weights(
     if found is not None:
         model, note = found
         return Champion(model.to(splits.device), note)
-    spec = trial_spec(best, settings.epochs, settings.seed)
+    spec = trial_spec(best, settings.epochs, settings.seed, settings.precision)
     model, _ = fit(spec.model, spec.train, splits.train)
     return Champion(model, f"(retrained: trial #{best.number} ran in an earlier process)")
 
@@ -176,7 +182,7 @@ def choose(
         return Champion(model.to(splits.device), note)
     wanted = settings.final_epochs
     budget.reserve = 0.0  # what is left is the final fit's, less the end's own reserve
-    epochs = epochs_that_fit(best, splits, wanted, budget, settings.end_seconds)
+    epochs = epochs_that_fit(best, splits, wanted, budget, settings)
     if not epochs:
         chosen = own_weights(best, splits, settings, hooks)
         if wanted:
@@ -204,7 +210,7 @@ def final(
 ) -> tuple[Champion, TrialSpec]:
     """The final fit of ``best`` for ``epochs``, each epoch told to the hooks; and what it
     trained."""
-    spec = final_spec(best, epochs, on.settings.seed)
+    spec = final_spec(best, epochs, on.settings.seed, on.settings.precision)
     images = len(on.splits.train[1]) + len(on.splits.val[1])
     params = {**full_params(best), **regularizers(spec), "train_images": images}
     on.hooks.final_started(study, best, params, epochs)

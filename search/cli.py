@@ -35,6 +35,7 @@ from search.config import (
 from search.device import will_use_cuda
 from search.errors import UserError
 from search.names import EXPERIMENT_MAX, STUDY_MAX, check_model_name, check_name
+from search.precision import PRECISIONS
 from search.samplers import PRUNERS, SAMPLERS
 
 LABELLED = 60_000  # Fashion-MNIST's training file: split into train and validation
@@ -109,6 +110,7 @@ READ: dict[str, dict[str, Any]] = {
     "final_epochs": {"type": number(int, 0, strict=False)},
     "reruns": {"type": number(int, 0, strict=False)},
     "final_share": {"type": share},
+    "precision": {"choices": PRECISIONS},
     "device": {"choices": None},  # checked by search.device, which knows what exists here
     "train_size": {"type": POSITIVE_INT},
     "val_size": {"type": POSITIVE_INT},

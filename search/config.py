@@ -124,6 +124,11 @@ class TrainingConfig:
         "with --budget, the share of it kept for the final fit from the start; the trials use "
         "the rest (default: {default})",
     )
+    precision: str = option(
+        "auto",
+        "auto (bf16 autocast where the CPU has native bf16, AVX512-BF16 or AMX; fp32 elsewhere "
+        "and on a GPU), fp32 or bf16 (default: {default}); weights and the champion stay fp32",
+    )
     reruns: int = option(
         RERUNS,
         "before the final fit, train the top K trials' configurations once more on another "

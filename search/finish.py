@@ -94,7 +94,9 @@ def crown(end: End, outcome: Outcome) -> None:
     outcome.stage = "the final fit"
     chosen = champion.choose(study, best, splits, end.budget, end.settings, hooks)
     outcome.stage = "the test evaluation"
-    _, accuracy, predicted = evaluate_and_predict(chosen.model, *splits.test)
+    _, accuracy, predicted = evaluate_and_predict(
+        chosen.model, *splits.test, end.settings.precision
+    )
     outcome.test_accuracy, outcome.note = accuracy, chosen.note
     study.set_user_attr("test_accuracy", {"trial": best.number, "value": accuracy})
     outcome.stage = "the pictures"

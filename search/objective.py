@@ -46,6 +46,7 @@ class TrialSettings:
     seed: int  # trial n trains with seed + n
     grid: dict[str, list] | None = None  # grid mode: the params come from the enqueued combo
     space: SearchSpace = field(default_factory=SearchSpace)  # what a trial samples
+    precision: str = "fp32"  # the run's (search.precision)
 
 
 @dataclass
@@ -87,9 +88,9 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         params = self.params(trial)
-        spec = spec_from_params(
-            params, self.settings.epochs, self.settings.seed + trial.number, self.settings.steps
-        )
+        settings = self.settings
+        seed = settings.seed + trial.number
+        spec = spec_from_params(params, settings.epochs, seed, settings.steps, settings.precision)
         for hook in self.hooks:
             hook.started(trial, params)
         try:
@@ -140,6 +141,7 @@ class Objective:
         for key, value in (
             ("n_parameters", count_parameters(model)),
             ("device", splits.device.type),
+            ("precision", spec.train.precision),
         ):
             trial.set_user_attr(key, value)
         history: list[dict[str, float]] = []

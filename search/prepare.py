@@ -20,7 +20,7 @@ from dataclasses import replace
 import torch
 
 from data import load_splits
-from search import network, sweep
+from search import network, precision, sweep
 from search.artifacts import TrialPictures, open_store
 from search.budget import Budget
 from search.cli import parse_args
@@ -55,6 +55,7 @@ def prepare(argv: list[str] | None, started: float, doc: str) -> Run:
     storage opened and MLflow connected."""
     config = child_config() or parse_args(argv, doc)
     inputs = check_inputs(config)
+    config = with_precision(config, inputs.device)
     inputs.command = command_line(sys.argv[1:] if argv is None else argv)
     wait = config.study.reconnect_wait
     storage = open_storage(inputs.storage_url, config.workers.heartbeat, wait)
@@ -63,6 +64,14 @@ def prepare(argv: list[str] | None, started: float, doc: str) -> Run:
     check_resume(storage, config.study.name, config.training.epochs, steps, space)
     hooks = Hooks(tracking_hooks(config, inputs.device))
     return Run(config, inputs, storage, steps, hooks, run_budget(config, started))
+
+
+def with_precision(config: RunConfig, device: torch.device) -> RunConfig:
+    """``--precision auto`` decided for this process and device (``search.precision``): the
+    study, MLflow and ``--workers`` children see what was chosen."""
+    asked = config.training.precision
+    chosen = precision.choose(asked, device, precision.cpu_flags(), precision.bf16_is_faster)
+    return replace(config, training=replace(config.training, precision=chosen))
 
 
 def check_inputs(config: RunConfig) -> Inputs:
@@ -182,6 +191,7 @@ def objective(run: Run, hooks: list[TrialHooks]) -> Objective:
         grid=run.inputs.grid,
         # a resume on another device keeps the study's own ranges
         space=replace(run.inputs.space, device=run.study.user_attrs.get("space", "cpu")),
+        precision=config.training.precision,
     )
     return Objective(run.splits, settings, hooks, run.budget)
 

@@ -110,6 +110,12 @@ class Summary:
     elsewhere: str = ""  # who else is ending the study (search.ending), if not this run
     taken_from: str = ""  # who left the end of the study unfinished (it died), if anyone
     verdict: str = ""  # why the exit status is 1 though the study ended, if it is
+    precision: str = ""  # bf16 or fp32 (search.precision); said when bf16
+
+    @property
+    def precision_words(self) -> str:
+        return ", bf16 autocast" if self.precision == "bf16" else ""
+
     tracking_line: str = ""  # MLflow's, or that it is off
     files: list[Path] = field(default_factory=list)
 
@@ -118,7 +124,7 @@ class Summary:
         out = [
             f"study {self.study_name!r}: {c.get('COMPLETE', 0)} complete, "
             f"{c.get('PRUNED', 0)} pruned, {c.get('FAIL', 0)} failed "
-            f"({self.ended}; {self.wall_seconds:.0f} s this run)",
+            f"({self.ended}; {self.wall_seconds:.0f} s this run{self.precision_words})",
         ]
         if self.best_trial is None:
             out.append("no trial has completed yet: nothing to evaluate")
@@ -184,6 +190,7 @@ def summary_of(
         winner=outcome.choice.line() if outcome.choice else "",
         elsewhere=outcome.elsewhere,
         taken_from=outcome.taken_from,
+        precision=config.training.precision,
         tracking_line=tracking,
         files=outcome.files,
     )

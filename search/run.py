@@ -137,7 +137,12 @@ def end_of(run: Run) -> End:
     """What the end of the study takes from the run."""
     training, seed = run.config.training, run.config.study.seed
     settings = EndSettings(
-        training.epochs, training.final_epochs, training.reruns, seed, run.end_seconds
+        training.epochs,
+        training.final_epochs,
+        training.reruns,
+        seed,
+        run.end_seconds,
+        training.precision,
     )
     return End(
         run.study, run.splits, run.budget, run.plan, settings, run.hooks, run.lock, run.store

@@ -207,9 +207,14 @@ def model_config(given: dict[str, Any]) -> ModelConfig:
 
 
 def spec_from_params(
-    params: dict[str, Any], epochs: int, seed: int, steps: int | None = None
+    params: dict[str, Any],
+    epochs: int,
+    seed: int,
+    steps: int | None = None,
+    precision: str = "fp32",
 ) -> TrialSpec:
-    """Model and training configs from a flat params dict; missing keys take config defaults."""
+    """Model and training configs from a flat params dict; missing keys take config defaults.
+    ``precision`` is the run's (``search.precision``), not a param."""
     model = model_config(params)
     # BatchNorm cannot train on a final batch of one image: drop the partial batch instead
     # (a user's network may hold BatchNorm: its partial batch is dropped too).
@@ -219,5 +224,7 @@ def spec_from_params(
         or isinstance(model, UserModelConfig)
     )
     given = {k: params[k] for k in names("train") if k in params}
-    train = TrainConfig(epochs=epochs, seed=seed, drop_last=drop_last, steps=steps, **given)
+    train = TrainConfig(
+        epochs=epochs, seed=seed, drop_last=drop_last, steps=steps, precision=precision, **given
+    )
     return TrialSpec(model=model, train=train)

@@ -33,6 +33,7 @@ from torch import nn
 from data import Batches
 from data.augment import crop_flip
 from models import ModelConfig, build_model
+from search.precision import autocast
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "onecycle", "cosine")
@@ -59,6 +60,7 @@ class TrainConfig:
     seed: int = 0
     steps: int | None = None  # reports over the whole budget; None: one per epoch
     seconds: float | None = None  # a time limit: the schedule then follows the clock too
+    precision: str = "fp32"  # or "bf16": autocast where the CPU has it (search.precision)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -87,6 +89,8 @@ class TrainConfig:
             raise ValueError(f"seconds must be positive or None, got seconds={self.seconds!r}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1 or None, got steps={self.steps!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got precision={self.precision!r}")
 
 
 @dataclass(frozen=True)
@@ -141,23 +145,26 @@ def lr_factor(schedule: str, progress: float) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, precision: str = "fp32"
+) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on one split, in eval mode."""
-    loss, accuracy, _ = evaluate_and_predict(model, images, labels)
+    loss, accuracy, _ = evaluate_and_predict(model, images, labels, precision)
     return loss, accuracy
 
 
 def evaluate_and_predict(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, precision: str = "fp32"
 ) -> tuple[float, float, torch.Tensor]:
-    """``evaluate`` plus every image's predicted class (for pictures, at no extra pass)."""
+    """``evaluate`` plus every image's predicted class (for pictures, at no extra pass); under
+    bf16 autocast with ``precision`` bf16 (the weights stay as they are)."""
     model.eval()
     loss_sum = torch.zeros((), device=images.device)
     predicted = []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(precision, images.device):
         for x, y in Batches(images, labels, EVAL_BATCH, shuffle=False):
             logits = model(x.contiguous(memory_format=torch.channels_last))
-            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
             predicted.append(logits.argmax(1))
     predicted = torch.cat(predicted)
     correct = int((predicted == labels).sum())
@@ -249,8 +256,10 @@ def train(
         if done != ends[len(result.history)] and not out_of_time:
             continue
         last = out_of_time or len(result.history) + 1 == len(ends)
+        _train_loss(tally, len(result.history) + 1)  # diverged: not worth validating
         split = val if last or probe is None else probe
-        metrics = _end_step(model, tally, result, done / len(batches), split, last)
+        judged = None if split is None else evaluate_and_predict(model, *split, config.precision)
+        metrics = _end_step(tally, result, done / len(batches), judged, last)
         if on_step is not None and on_step(metrics) and not last:
             result.stopped_early = True
             return result
@@ -307,8 +316,9 @@ class _BatchStep:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.config.augment:
             x = crop_flip(x, self.generator)
-        logits = self.model(x.contiguous(memory_format=torch.channels_last))
-        loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
+        with autocast(self.config.precision, x.device):
+            logits = self.model(x.contiguous(memory_format=torch.channels_last))
+            loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -334,18 +344,24 @@ class _Tally:
         self.seen += len(y)
 
 
+def _train_loss(tally: _Tally, step: int) -> float:
+    """The step's mean training loss; a non-finite one raises ``Diverged``."""
+    loss = float(tally.loss) / tally.seen
+    if not math.isfinite(loss):
+        raise Diverged(step, loss)
+    return loss
+
+
 def _end_step(
-    model: nn.Module, tally: _Tally, result: TrainResult, epoch: float, split, last: bool
+    tally: _Tally, result: TrainResult, epoch: float, judged: tuple | None, last: bool
 ) -> StepMetrics:
-    """The step's metrics (validated on ``split``, if any), appended to ``result``; a
-    non-finite loss raises ``Diverged``."""
+    """The step's metrics, with ``judged`` (the validation's loss, accuracy and predictions,
+    if it was validated), appended to ``result``."""
     step = len(result.history) + 1
-    train_loss = float(tally.loss) / tally.seen
-    if not math.isfinite(train_loss):
-        raise Diverged(step, train_loss)
+    train_loss = _train_loss(tally, step)
     val_loss, val_accuracy = math.nan, math.nan
-    if split is not None:
-        val_loss, val_accuracy, predicted = evaluate_and_predict(model, *split)
+    if judged is not None:
+        val_loss, val_accuracy, predicted = judged
         result.val_predictions = predicted if last else None
     seconds = time.perf_counter() - tally.start
     accuracy = int(tally.correct) / tally.seen

@@ -102,7 +102,8 @@ def announce(run: Run) -> None:
         study, workers = config.study, config.workers
         print(
             f"study {study.name!r} on {run.inputs.storage_url}: {study.sampler} sampler, "
-            f"{study.pruner} pruner, {describe(run.inputs.device)}, torch {torch.__version__}, "
+            f"{study.pruner} pruner, {describe(run.inputs.device)}, "
+            f"{config.training.precision}, torch {torch.__version__}, "
             f"{workers.workers} worker(s) x {workers.threads} thread(s)"
         )
 

@@ -175,15 +175,16 @@ def decide(
 
     def final_epochs(trial: FrozenTrial) -> float:  # what its final fit would get of the rest
         left = Budget(budget.left())
-        end = settings.end_seconds
-        return champion.epochs_that_fit(trial, splits, None, left, end, measured=False)
+        return champion.epochs_that_fit(trial, splits, None, left, settings, measured=False)
 
     def on_rerun(trial: FrozenTrial, seed: int, value: float, seconds: float) -> None:
         hooks.rerun_done(trial, seed, value)
 
     budgeted = settings.final_epochs is None and budget.seconds is not None
     how = Reruns(
-        spec_of=lambda t: champion.trial_spec(t, settings.epochs, settings.seed),
+        spec_of=lambda t: champion.trial_spec(
+            t, settings.epochs, settings.seed, settings.precision
+        ),
         splits=splits,
         seed=settings.seed,
         budget=budget,
