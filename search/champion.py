@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import optuna
 from torch import nn
@@ -25,6 +25,7 @@ from data import Splits
 from search import recipe
 from search.budget import FIT_MARGIN, MARGIN, Budget, final_epochs_that_fit
 from search.hooks import FinalFit, StudyHooks
+from search.limits import Limits
 from search.space import TrialSpec, full_params, spec_from_params
 from search.train import StepMetrics, fit, seconds_per_image
 
@@ -39,6 +40,7 @@ class EndSettings:
     seed: int  # the study's: trial n trained on seed + n
     end_seconds: float  # kept for the end of the run (search.budget)
     precision: str = "fp32"  # the run's (search.precision): re-runs, the final fit, the test
+    limits: Limits = field(default_factory=Limits)  # --max-latency, --max-params
 
 
 @dataclass

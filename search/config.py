@@ -97,6 +97,14 @@ class StudyConfig:
         "function returning one; its keyword parameters are searchable (--space gives ranges)",
     )
     pruner: str = option("successive-halving", "default: {default} (none in grid mode)")
+    max_latency: float | None = option(
+        None,
+        "only configurations whose exported network answers in at most MS milliseconds per "
+        "image (median, batch 1, one CPU thread) are trained and can become the champion",
+    )
+    max_params: int | None = option(
+        None, "only configurations of at most N parameters are trained and can win"
+    )
     seed: int = option(0, "seeds the split, the sampler and every trial (default: {default})")
     warm_start: bool = option(
         True,

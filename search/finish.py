@@ -24,6 +24,7 @@ from search.artifacts import close, pictures, upload
 from search.budget import Budget
 from search.champion import EndSettings
 from search.hooks import Crowned, Results, StudyHooks
+from search.limits import Costs, Limits
 from search.storage import Lock
 from search.study import StudyPlan, final_reserve
 from search.train import evaluate_and_predict
@@ -42,6 +43,7 @@ class Outcome:
     stage: str = "the tables"  # where the end of the run is (an interrupt names it)
     elsewhere: str = ""  # another process holds the end of the study: who
     taken_from: str = ""  # the end was left unfinished by this process (host:pid), now gone
+    costs: str = ""  # the champion's latency and size beside the limits, if there are any
 
 
 @dataclass
@@ -86,6 +88,14 @@ def best_or_none(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
         return None
 
 
+def costs_line(best: optuna.trial.FrozenTrial, limits: Limits) -> str:
+    """The champion's latency and size beside the limits (measured on its trial)."""
+    attrs = best.user_attrs
+    if not limits.active or "latency_ms" not in attrs:
+        return ""
+    return "champion's costs: " + limits.words(Costs(attrs["latency_ms"], attrs["n_parameters"]))
+
+
 def crown(end: End, outcome: Outcome) -> None:
     """The winner's champion, scored once on the test set, pictured, and registered."""
     study, splits, hooks = end.study, end.splits, end.hooks
@@ -98,6 +108,7 @@ def crown(end: End, outcome: Outcome) -> None:
         chosen.model, *splits.test, end.settings.precision
     )
     outcome.test_accuracy, outcome.note = accuracy, chosen.note
+    outcome.costs = costs_line(best, end.settings.limits)
     study.set_user_attr("test_accuracy", {"trial": best.number, "value": accuracy})
     outcome.stage = "the pictures"
     figures, matrix = pictures(predicted, splits.test, splits.mean, splits.std, "test")

@@ -35,6 +35,7 @@ from search import disk, feasible
 from search.budget import MARGIN, Budget
 from search.grid import with_defaults
 from search.hooks import Completed, StudyHooks, TrialHooks, Weights
+from search.limits import Limits, costs
 from search.space import SearchSpace, TrialSpec, spec_from_params
 from search.train import Diverged, StepMetrics, TrainResult, train
 
@@ -47,6 +48,7 @@ class TrialSettings:
     grid: dict[str, list] | None = None  # grid mode: the params come from the enqueued combo
     space: SearchSpace = field(default_factory=SearchSpace)  # what a trial samples
     precision: str = "fp32"  # the run's (search.precision)
+    limits: Limits = field(default_factory=Limits)  # --max-latency, --max-params
 
 
 @dataclass
@@ -138,6 +140,7 @@ class Objective:
     def train(self, trial: optuna.Trial, spec: TrialSpec, splits: Splits) -> float:
         torch.manual_seed(spec.train.seed)
         model = built(trial, spec)
+        self.measure(trial, model)  # over a limit: PRUNED, untrained
         for key, value in (
             ("n_parameters", count_parameters(model)),
             ("device", splits.device.type),
@@ -168,6 +171,22 @@ class Objective:
             del model
             release_memory(splits.device)
             _record_cuda_memory(trial, splits.device)
+
+    def measure(self, trial: optuna.Trial, model: torch.nn.Module) -> None:
+        """With a limit: the configuration's latency and size, recorded; one over a limit is
+        not trained (``over_limit``: it ends PRUNED, and TPE learns from its costs)."""
+        limits = self.settings.limits
+        if not limits.active:
+            return
+        found = costs(model, self.splits.mean, self.splits.std)
+        trial.set_user_attr("latency_ms", round(found.latency_ms, 4))
+        trial.set_user_attr("n_parameters", found.n_parameters)
+        for name, value in limits.constraints(found).items():
+            trial.set_constraint(name, value)
+        reason = limits.over(found)
+        if reason is not None:
+            trial.set_user_attr("over_limit", reason)
+            raise optuna.TrialPruned(reason)
 
     def _completed(self, trial, spec: TrialSpec, model, result: TrainResult) -> None:
         value = result.last.val_accuracy

@@ -18,6 +18,7 @@ from data import Splits
 from search.budget import END_SECONDS, END_SECONDS_UNTRACKED, Budget
 from search.config import RunConfig
 from search.hooks import Hooks
+from search.limits import Limits
 from search.space import SearchSpace
 from search.storage_url import StorageURL
 
@@ -42,6 +43,7 @@ class Inputs:
     storage_url: StorageURL  # --storage, checked (password masked when shown)
     command: str = ""  # as typed, secrets masked: a new study records what created it
     space: SearchSpace = field(default_factory=SearchSpace)  # what trials sample
+    limits: Limits = field(default_factory=Limits)  # --max-latency, --max-params
 
 
 @dataclass

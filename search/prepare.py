@@ -29,6 +29,7 @@ from search.device import describe, resolve_device
 from search.feasible import check_grid
 from search.grid import grid_size, load_grid
 from search.hooks import Hooks, StudyHooks, TrialHooks
+from search.limits import Limits, check_limits
 from search.objective import Objective, OwnWeights, TrialSettings
 from search.pipeline import Inputs, Run
 from search.progress import Progress
@@ -60,7 +61,7 @@ def prepare(argv: list[str] | None, started: float, doc: str) -> Run:
     wait = config.study.reconnect_wait
     storage = open_storage(inputs.storage_url, config.workers.heartbeat, wait)
     steps = trial_steps(config, len(inputs.splits.train[1]))
-    space = inputs.space.record()
+    space = {**inputs.space.record(), **inputs.limits.record()}
     check_resume(storage, config.study.name, config.training.epochs, steps, space)
     hooks = Hooks(tracking_hooks(config, inputs.device))
     return Run(config, inputs, storage, steps, hooks, run_budget(config, started))
@@ -97,7 +98,9 @@ def check_inputs(config: RunConfig) -> Inputs:
     )
     if grid is not None:  # a value that can never run here (device, batch vs. data) is refused
         check_grid(grid, len(splits.train[1]), config.study.grid)
-    return Inputs(grid, device, splits, storage_url, space=space)
+    limits = Limits(config.study.max_latency, config.study.max_params)
+    check_limits(limits, space)  # a limit the space cannot meet: one line
+    return Inputs(grid, device, splits, storage_url, space=space, limits=limits)
 
 
 def grid_source(config: RunConfig, model: UserModel | None) -> tuple[str, dict | None]:
@@ -158,7 +161,7 @@ def open_run(run: Run) -> None:
     space, images = space_name(run.inputs.device.type), len(run.splits.train[1])
     settings = study_settings(config.study, config.training.epochs, run.steps, images, space)
     settings["command"] = run.inputs.command
-    settings[SPACE_KEY] = run.inputs.space.record()
+    settings[SPACE_KEY] = {**run.inputs.space.record(), **run.inputs.limits.record()}
     with run.lock:
         run.study = open_study(config.study, run.storage, settings, not lead, run.inputs.space)
         run.hooks.joined(run.study)
@@ -192,6 +195,7 @@ def objective(run: Run, hooks: list[TrialHooks]) -> Objective:
         # a resume on another device keeps the study's own ranges
         space=replace(run.inputs.space, device=run.study.user_attrs.get("space", "cpu")),
         precision=config.training.precision,
+        limits=run.inputs.limits,
     )
     return Objective(run.splits, settings, hooks, run.budget)
 

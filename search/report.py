@@ -111,6 +111,7 @@ class Summary:
     taken_from: str = ""  # who left the end of the study unfinished (it died), if anyone
     verdict: str = ""  # why the exit status is 1 though the study ended, if it is
     precision: str = ""  # bf16 or fp32 (search.precision); said when bf16
+    costs: str = ""  # the champion's latency and size beside the limits (search.limits)
 
     @property
     def precision_words(self) -> str:
@@ -142,6 +143,8 @@ class Summary:
                     f"{self.test_accuracy:.4f}"
                 )
                 out.append(f"{test} {self.model_note}")
+            if self.costs:
+                out.append(self.costs)
             if self.elsewhere:
                 out.append(self.elsewhere)
             if self.taken_from:
@@ -191,6 +194,7 @@ def summary_of(
         elsewhere=outcome.elsewhere,
         taken_from=outcome.taken_from,
         precision=config.training.precision,
+        costs=getattr(outcome, "costs", ""),
         tracking_line=tracking,
         files=outcome.files,
     )

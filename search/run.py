@@ -143,6 +143,7 @@ def end_of(run: Run) -> End:
         seed,
         run.end_seconds,
         training.precision,
+        run.inputs.limits,
     )
     return End(
         run.study, run.splits, run.budget, run.plan, settings, run.hooks, run.lock, run.store

@@ -14,7 +14,8 @@ PRUNERS = ("hyperband", "median", "successive-halving", "none")
 
 def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
     if name == "tpe":
-        # Optuna 5's TPE is multivariate with constant liar: good with parallel workers.
+        # Optuna 5's TPE is multivariate with constant liar: good with parallel workers; it
+        # learns from the constraints a trial sets (search.limits) by itself.
         return optuna.samplers.TPESampler(seed=seed)
     if name == "cmaes":
         # CMA-ES samples only numeric params; categoricals fall back to random, quietly.

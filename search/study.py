@@ -81,10 +81,10 @@ class StudyMismatch(UserError):
 def check_resume(storage, name: str, epochs: int, steps: int, space: dict | None = None) -> None:
     """Before anything is written: a study created with other ``--epochs`` or steps (from
     ``--step-images`` and ``--train-size``) is refused, naming its own settings; its pruner
-    would compare steps of different sizes. So is one created with another search space
-    (``space``: ``SearchSpace.record()``, a space file's ranges and a user's network): its
-    sampler would mix trials from two spaces. A new study, or an older one that did not
-    record them, passes."""
+    would compare steps of different sizes. So is one created with another search space or
+    other limits (``space``: ``SearchSpace.record()`` and ``Limits.record()``: a space file's
+    ranges, a user's network, --max-latency, --max-params): its sampler would mix trials
+    from two spaces. A new study, or an older one that did not record them, passes."""
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
@@ -97,8 +97,8 @@ def check_resume(storage, name: str, epochs: int, steps: int, space: dict | None
             "--train-size), and the pruner would compare steps of different sizes: resume with "
             "the study's own settings, or start a new --study"
         )
-    had = study.user_attrs.get(SPACE_KEY, BUILT_IN)
-    if space is not None and had != space:
+    had = study.user_attrs.get(SPACE_KEY)
+    if space is not None and had is not None and {**BUILT_IN, **had} != {**BUILT_IN, **space}:
         raise StudyMismatch(
             f"--study {name!r} was created with {space_difference(had, space)}: resume with its "
             "own --space and --model, or start a new --study"
@@ -106,11 +106,20 @@ def check_resume(storage, name: str, epochs: int, steps: int, space: dict | None
 
 
 SPACE_KEY = "search_space"  # the study's user attribute: SearchSpace.record() at its creation
-BUILT_IN = {"model": None, "space": None}  # the built-in space (and a study older than --space)
+# What a study records of its space (SearchSpace.record(), Limits.record()) when it uses the
+# built-in one with no limit; a study that recorded none is resumed with any, and records it.
+BUILT_IN = {"model": None, "space": None, "max_latency_ms": None, "max_params": None}
 
 
 def space_difference(had: dict, asked: dict) -> str:
-    """What differs, in a few words: the network, or the first parameter whose range does."""
+    """What differs, in a few words: the network, a limit, or the first parameter whose range
+    does."""
+    for key, flag in (("max_latency_ms", "--max-latency"), ("max_params", "--max-params")):
+        if had.get(key) != asked.get(key):
+            mine, theirs = (
+                f"{flag} {v:g}" if v else f"no {flag}" for v in (had.get(key), asked.get(key))
+            )
+            return f"{mine}; this run asks for {theirs}"
     if had.get("model") != asked.get("model"):
         return f"--model {had.get('model') or '(our networks)'}; this run asks for " + (
             f"--model {asked.get('model') or '(our networks)'}"
@@ -247,7 +256,7 @@ def next_step(study: optuna.Study, plan: StudyPlan) -> str:
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         return "run" if waiting else "wait"
     trials = study.get_trials(deepcopy=False)
-    finished = sum(t.state in FINISHED for t in trials)
+    finished = sum(counts(t) for t in trials)
     running = sum(t.state == TrialState.RUNNING for t in trials)
     target = math.inf if plan.target is None else plan.target
     if finished >= target:
@@ -255,10 +264,16 @@ def next_step(study: optuna.Study, plan: StudyPlan) -> str:
     return "wait" if finished + running >= target else "run"
 
 
+def counts(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a trial counts towards ``--trials``: finished, and trained (a configuration
+    over ``--max-latency``/``--max-params`` costs milliseconds, not a trial)."""
+    return trial.state in FINISHED and "over_limit" not in trial.user_attrs
+
+
 def finished_count(study: optuna.Study, plan: StudyPlan) -> int:
-    if plan.grid is not None:
+    if plan.grid is not None:  # a grid point over a limit is done: recorded, not trained
         return _grid_state(study, grid_todo(plan.grid, plan.target))[0]
-    return sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+    return sum(counts(t) for t in study.get_trials(deepcopy=False))
 
 
 def claimed(
@@ -330,7 +345,8 @@ def run_trials(
     start, reasons = time.monotonic(), []
 
     def note(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        reasons.append(trial.user_attrs.get("cannot_run"))
+        attrs = trial.user_attrs
+        reasons.append(attrs.get("cannot_run") or attrs.get("over_limit"))
 
     while True:
         if plan.timeout is not None and time.monotonic() - start >= plan.timeout:

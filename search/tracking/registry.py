@@ -79,6 +79,7 @@ class Registry:
             "final_fit_run_id": final_run_id or "none (the trial's own weights)",
             "fitted_by": me(),  # host:pid of the process that ended the study
             **network_tags(full_params(best)),
+            **cost_tags(study, best),
         }
         for key, value in tags.items():
             self.client.set_model_version_tag(self.name, version, key, str(value))
@@ -96,6 +97,16 @@ def network_tags(params: dict) -> dict[str, str]:
     taken = keywords(ref)
     values = {k: v for k, v in params.items() if k in taken}
     return {"model": ref, "model_params": json.dumps(values), "model_sha256": source_hash(ref)}
+
+
+def cost_tags(study: optuna.Study, best: optuna.trial.FrozenTrial) -> dict[str, str]:
+    """Its latency and size (measured under a limit, ``search.limits``) beside the limits."""
+    limits = study.user_attrs.get("search_space", {})
+    tags = {k: best.user_attrs[k] for k in ("latency_ms", "n_parameters") if k in best.user_attrs}
+    for key in ("max_latency_ms", "max_params"):
+        if limits.get(key) is not None:
+            tags[key] = limits[key]
+    return {k: str(v) for k, v in tags.items()} if "latency_ms" in tags else {}
 
 
 def describe(model: str, study_name: str, trial_number: int, test_accuracy: float) -> str:

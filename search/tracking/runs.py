@@ -48,6 +48,7 @@ STEP_METRICS = (
     "val_accuracy",
     "step_seconds",
 )
+COSTS = ("latency_ms", "n_parameters")
 FINAL_METRICS = ("epoch", "train_loss", "train_accuracy", "step_seconds")
 
 
@@ -133,6 +134,9 @@ class RunLogger:
         self.client.set_tag(run_id, "optuna_state", state)
         if value is not None:
             self.client.log_metric(run_id, "best_val_accuracy", value)
+        for key in COSTS:  # measured for --max-latency/--max-params (search.limits)
+            if key in trial.user_attrs:
+                self.client.log_metric(run_id, key, float(trial.user_attrs[key]))
         status = "KILLED" if killed else "FAILED" if state == "FAIL" else "FINISHED"
         self.client.set_terminated(run_id, status)
 
