@@ -118,7 +118,7 @@ def best_rate(study: optuna.Study) -> float | None:
     rated = _rates(study)
     if not rated:
         return None
-    return max(rated, key=lambda pair: (pair[0].value, -pair[0].number))[1]
+    return max(rated, key=lambda pair: (pair[0].values[0], -pair[0].number))[1]
 
 
 def final_epochs_that_fit(

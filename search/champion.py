@@ -41,6 +41,8 @@ class EndSettings:
     end_seconds: float  # kept for the end of the run (search.budget)
     precision: str = "fp32"  # the run's (search.precision): re-runs, the final fit, the test
     limits: Limits = field(default_factory=Limits)  # --max-latency, --max-params
+    pareto: str | None = None  # --pareto: the winner is a point of the front
+    champion_trial: int | None = None  # --champion-trial: this trial, not the winner
 
 
 @dataclass

@@ -113,6 +113,8 @@ READ: dict[str, dict[str, Any]] = {
     "precision": {"choices": PRECISIONS},
     "max_latency": {"type": POSITIVE_FLOAT, "metavar": "MS"},
     "max_params": {"type": POSITIVE_INT, "metavar": "N"},
+    "pareto": {"choices": ("latency", "params")},
+    "champion_trial": {"type": number(int, 0, strict=False), "metavar": "N"},
     "device": {"choices": None},  # checked by search.device, which knows what exists here
     "train_size": {"type": POSITIVE_INT},
     "val_size": {"type": POSITIVE_INT},

@@ -105,6 +105,16 @@ class StudyConfig:
     max_params: int | None = option(
         None, "only configurations of at most N parameters are trained and can win"
     )
+    pareto: str | None = option(
+        None,
+        "latency or params: a two-objective study, val_accuracy up and the cost down; the "
+        "summary prints its Pareto front, optuna-dashboard draws it",
+    )
+    champion_trial: int | None = option(
+        None,
+        "on a finished study: fit and register trial N (another point of its Pareto front) "
+        "instead of the winner",
+    )
     seed: int = option(0, "seeds the split, the sampler and every trial (default: {default})")
     warm_start: bool = option(
         True,

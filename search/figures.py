@@ -93,6 +93,13 @@ def samples_figure(
 IMPORTANCE_TRIALS = 10
 
 
+def pareto_front(study: optuna.Study):
+    """A two-objective study's front, its axes named by the study's metric names."""
+    if len(study.directions) < 2:
+        raise ValueError("one objective: no front")
+    return optuna.visualization.plot_pareto_front(study, target_names=study.metric_names)
+
+
 def optuna_html(study: optuna.Study) -> tuple[str, list[str]]:
     """Optuna's interactive plots as one standalone HTML page (plotly.js embedded once, so it
     opens offline). A plot that cannot be drawn yet is left out, and importances wait for
@@ -100,6 +107,7 @@ def optuna_html(study: optuna.Study) -> tuple[str, list[str]]:
     of the plots in it."""
     vis = optuna.visualization
     plots = {
+        "Pareto front": pareto_front,
         "optimization history": vis.plot_optimization_history,
         "parameter importances": vis.plot_param_importances,
         "parallel coordinates": vis.plot_parallel_coordinate,

@@ -25,6 +25,7 @@ from search.budget import Budget
 from search.champion import EndSettings
 from search.hooks import Crowned, Results, StudyHooks
 from search.limits import Costs, Limits
+from search.pareto import most_accurate
 from search.storage import Lock
 from search.study import StudyPlan, final_reserve
 from search.train import evaluate_and_predict
@@ -74,18 +75,25 @@ def finish(end: End, outcome: Outcome) -> None:
     with ending.leased(study):
         outcome.stage = "the re-runs of the top trials"
         end.budget.reserve = final_reserve(end.plan, study)
-        outcome.choice = winner.decide(study, end.splits, end.budget, end.settings, end.hooks)
+        outcome.choice = choose(end)
         if outcome.choice is not None:
             crown(end, outcome)
         else:
             end.hooks.results(study, Results(files=outcome.files))
 
 
+def choose(end: End) -> winner.Choice | None:
+    """The winner, or with ``--champion-trial N`` that trial (another point of the front)."""
+    number = end.settings.champion_trial
+    if number is None:
+        return winner.decide(end.study, end.splits, end.budget, end.settings, end.hooks)
+    trial = end.study.get_trials(deepcopy=False)[number]
+    return winner.Choice(winner.Candidate(number, (trial.values[0],)), chosen=True)
+
+
 def best_or_none(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    try:
-        return study.best_trial
-    except ValueError:  # no trial completed
-        return None
+    """The most accurate complete trial (a Pareto study's too), or ``None``."""
+    return most_accurate(study)
 
 
 def costs_line(best: optuna.trial.FrozenTrial, limits: Limits) -> str:
@@ -113,11 +121,12 @@ def crown(end: End, outcome: Outcome) -> None:
     outcome.stage = "the pictures"
     figures, matrix = pictures(predicted, splits.test, splits.mean, splits.std, "test")
     upload(end.store, study, figures)  # the champion's, on the study's page in optuna-dashboard
-    metrics = {"test_accuracy": accuracy, "best_val_accuracy": best.value}
+    metrics = {"test_accuracy": accuracy, "best_val_accuracy": best.values[0]}
     metrics["winner_val_mean"] = outcome.choice.winner.mean
     hooks.results(study, Results(metrics, outcome.files, figures, matrix))
     close(figures)
     outcome.stage = "the registration"
     with end.lock:  # several workers may end the study together: one registers
-        crowned = Crowned(study, best, chosen.model, accuracy, splits)
+        forced = outcome.choice.chosen  # --champion-trial: registered whatever the current one
+        crowned = Crowned(study, best, chosen.model, accuracy, splits, forced)
         outcome.registered = hooks.register(crowned) or ""

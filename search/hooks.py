@@ -72,6 +72,7 @@ class Crowned:
     model: nn.Module
     test_accuracy: float
     splits: Splits
+    forced: bool = False  # registered whatever the current champion (--champion-trial)
 
 
 Weights = tuple[nn.Module, str]  # a network and how it was obtained, in the summary's words

@@ -36,6 +36,7 @@ from search.budget import MARGIN, Budget
 from search.grid import with_defaults
 from search.hooks import Completed, StudyHooks, TrialHooks, Weights
 from search.limits import Limits, costs
+from search.pareto import cost_of, should_stop
 from search.space import SearchSpace, TrialSpec, spec_from_params
 from search.train import Diverged, StepMetrics, TrainResult, train
 
@@ -49,6 +50,8 @@ class TrialSettings:
     space: SearchSpace = field(default_factory=SearchSpace)  # what a trial samples
     precision: str = "fp32"  # the run's (search.precision)
     limits: Limits = field(default_factory=Limits)  # --max-latency, --max-params
+    pareto: str | None = None  # --pareto: latency or params, the second objective
+    pareto_pruning: bool = True  # its own rule (search.pareto); off with --pruner none
 
 
 @dataclass
@@ -88,7 +91,7 @@ class Objective:
         self.best: BestWeights | None = None  # this process's best trial
         self._moved = {splits.device.type: splits}
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         params = self.params(trial)
         settings = self.settings
         seed = settings.seed + trial.number
@@ -106,7 +109,8 @@ class Objective:
                 self._ended(trial, "FAIL", None, killed=isinstance(exc, KeyboardInterrupt))
             raise
         self._ended(trial, "COMPLETE", value)
-        return value
+        pareto = self.settings.pareto
+        return (value, cost_of(trial, pareto)) if pareto else value
 
     def params(self, trial: optuna.Trial) -> dict[str, Any]:
         """Sampled from the space, or in grid mode the enqueued combination plus the fixed
@@ -176,7 +180,7 @@ class Objective:
         """With a limit: the configuration's latency and size, recorded; one over a limit is
         not trained (``over_limit``: it ends PRUNED, and TPE learns from its costs)."""
         limits = self.settings.limits
-        if not limits.active:
+        if not limits.active and self.settings.pareto is None:
             return
         found = costs(model, self.splits.mean, self.splits.std)
         trial.set_user_attr("latency_ms", round(found.latency_ms, 4))
@@ -190,7 +194,7 @@ class Objective:
 
     def _completed(self, trial, spec: TrialSpec, model, result: TrainResult) -> None:
         value = result.last.val_accuracy
-        beats_process = self.best is None or value > self.best.value
+        beats_process = self.best is None or value > self.best.value  # BestWeights' value
         beats_study = _beats_study(trial, value)
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         if beats_process:
@@ -229,15 +233,22 @@ class _Reporter:
         self.over_budget = False
 
     def __call__(self, m: StepMetrics) -> bool:
+        pareto = self.objective.settings.pareto
         self.history.append(asdict(m))
-        self.trial.report(m.val_accuracy, m.step)
+        if pareto is None:  # Optuna takes no report in a multi-objective study
+            self.trial.report(m.val_accuracy, m.step)
         self.trial.set_user_attr("history", self.history)
         for hook in self.objective.hooks:
             hook.step(self.trial, m)
         steps_left = self.steps - m.step
         self.over_budget = cannot_finish(self.objective.budget, m, steps_left)
+        if pareto is None:
+            pruned = self.trial.should_prune()
+        else:  # judged against the trials near its own cost (search.pareto)
+            rule = self.objective.settings.pareto_pruning
+            pruned = rule and should_stop(self.trial, m.step, m.val_accuracy, pareto)
         # The last step is the full budget: a finished trial is COMPLETE, not PRUNED.
-        return steps_left > 0 and (self.over_budget or self.trial.should_prune())
+        return steps_left > 0 and (self.over_budget or pruned)
 
 
 def cannot_finish(budget: Budget, m: StepMetrics, steps_left: int) -> bool:
@@ -266,7 +277,7 @@ def _record_cuda_memory(trial: optuna.Trial, device: torch.device) -> None:
 def _beats_study(trial: optuna.Trial, value: float) -> bool:
     """Better than every trial completed so far, in any worker (this one is not told yet)."""
     done = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    return all(value > t.value for t in done)
+    return all(value > t.values[0] for t in done)
 
 
 def release_memory(device: torch.device) -> None:

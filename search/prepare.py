@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import replace
 
+import optuna
 import torch
 
 from data import load_splits
@@ -31,6 +32,7 @@ from search.grid import grid_size, load_grid
 from search.hooks import Hooks, StudyHooks, TrialHooks
 from search.limits import Limits, check_limits
 from search.objective import Objective, OwnWeights, TrialSettings
+from search.pareto import ChampionTrialError, check_champion_trial
 from search.pipeline import Inputs, Run
 from search.progress import Progress
 from search.quiet import quiet_libraries
@@ -61,8 +63,10 @@ def prepare(argv: list[str] | None, started: float, doc: str) -> Run:
     wait = config.study.reconnect_wait
     storage = open_storage(inputs.storage_url, config.workers.heartbeat, wait)
     steps = trial_steps(config, len(inputs.splits.train[1]))
-    space = {**inputs.space.record(), **inputs.limits.record()}
+    space = {**inputs.space.record(), **inputs.limits.record(), "pareto": config.study.pareto}
     check_resume(storage, config.study.name, config.training.epochs, steps, space)
+    if config.study.champion_trial is not None:
+        chosen(storage, config.study.name, config.study.champion_trial)
     hooks = Hooks(tracking_hooks(config, inputs.device))
     return Run(config, inputs, storage, steps, hooks, run_budget(config, started))
 
@@ -73,6 +77,15 @@ def with_precision(config: RunConfig, device: torch.device) -> RunConfig:
     asked = config.training.precision
     chosen = precision.choose(asked, device, precision.cpu_flags(), precision.bf16_is_faster)
     return replace(config, training=replace(config.training, precision=chosen))
+
+
+def chosen(storage, name: str, number: int) -> None:
+    """``--champion-trial N``: a complete trial of an existing study, or one line."""
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise ChampionTrialError(f"--champion-trial {number}: no --study {name!r} yet") from None
+    check_champion_trial(study, number)
 
 
 def check_inputs(config: RunConfig) -> Inputs:
@@ -161,7 +174,11 @@ def open_run(run: Run) -> None:
     space, images = space_name(run.inputs.device.type), len(run.splits.train[1])
     settings = study_settings(config.study, config.training.epochs, run.steps, images, space)
     settings["command"] = run.inputs.command
-    settings[SPACE_KEY] = {**run.inputs.space.record(), **run.inputs.limits.record()}
+    settings[SPACE_KEY] = {
+        **run.inputs.space.record(),
+        **run.inputs.limits.record(),
+        "pareto": config.study.pareto,
+    }
     with run.lock:
         run.study = open_study(config.study, run.storage, settings, not lead, run.inputs.space)
         run.hooks.joined(run.study)
@@ -196,6 +213,8 @@ def objective(run: Run, hooks: list[TrialHooks]) -> Objective:
         space=replace(run.inputs.space, device=run.study.user_attrs.get("space", "cpu")),
         precision=config.training.precision,
         limits=run.inputs.limits,
+        pareto=config.study.pareto,
+        pareto_pruning=config.study.pruner != "none",
     )
     return Objective(run.splits, settings, hooks, run.budget)
 

@@ -12,6 +12,7 @@ import optuna
 from tqdm import tqdm
 
 from search.hooks import StudyHooks, TrialHooks
+from search.pareto import most_accurate
 from search.reconnect import stderr_notice
 from search.train import StepMetrics
 
@@ -49,10 +50,9 @@ class Progress(TrialHooks, StudyHooks):
 
     def trials_done(self, study: optuna.Study, finished: int) -> None:
         """After a trial: ``finished`` of the study's trials are done."""
-        try:
-            self.best = study.best_value
-        except ValueError:  # no complete trial yet
-            pass
+        best = most_accurate(study)
+        if best is not None:
+            self.best = best.values[0]
         if self.bar is not None:
             self.bar.n = finished
             self.bar.set_postfix_str(f"best {self.best:.4f}" if self.best is not None else "")

@@ -14,6 +14,7 @@ from data.splits import TEST_SIZE
 from search.config import RunConfig
 from search.grid import run_table
 from search.names import file_stem
+from search.pareto import front_lines, most_accurate
 from search.space import full_params
 from search.study import CANNOT_RUN_STREAK, Ended, Stop
 from search.urls import mask_url
@@ -112,6 +113,7 @@ class Summary:
     verdict: str = ""  # why the exit status is 1 though the study ended, if it is
     precision: str = ""  # bf16 or fp32 (search.precision); said when bf16
     costs: str = ""  # the champion's latency and size beside the limits (search.limits)
+    front: list[str] = field(default_factory=list)  # a Pareto study's front (search.pareto)
 
     @property
     def precision_words(self) -> str:
@@ -131,6 +133,7 @@ class Summary:
             out.append("no trial has completed yet: nothing to evaluate")
         else:
             out.append(f"best trial #{self.best_trial}: val_accuracy {self.best_value:.4f}")
+            out += self.front
             if self.winner:
                 out.append(f"winner: {self.winner}")
             out.append(
@@ -184,8 +187,8 @@ def summary_of(
         counts=state_counts(study),
         ended=ended_by(stop, config),
         wall_seconds=seconds,
-        best_trial=study.best_trial.number if best else None,
-        best_value=study.best_value if best else None,
+        best_trial=most_accurate(study).number if best else None,
+        best_value=most_accurate(study).values[0] if best else None,
         best_params=full_params(best) if best else {},
         test_accuracy=outcome.test_accuracy,
         test_images=config.data.test_size,
@@ -195,6 +198,7 @@ def summary_of(
         taken_from=outcome.taken_from,
         precision=config.training.precision,
         costs=getattr(outcome, "costs", ""),
+        front=front_lines(study, config.study.pareto) if config.study.pareto and best else [],
         tracking_line=tracking,
         files=outcome.files,
     )

@@ -144,6 +144,8 @@ def end_of(run: Run) -> End:
         run.end_seconds,
         training.precision,
         run.inputs.limits,
+        run.config.study.pareto,
+        run.config.study.champion_trial,
     )
     return End(
         run.study, run.splits, run.budget, run.plan, settings, run.hooks, run.lock, run.store

@@ -31,6 +31,7 @@ import optuna
 from optuna.trial import TrialState
 
 from data import Splits
+from search import pareto
 from search.budget import END_SECONDS, MARGIN, PLATEAU_EPOCHS, Budget, best_rate, slowest_rate
 from search.config import RunConfig, StudyConfig
 from search.errors import UserError
@@ -101,7 +102,8 @@ def check_resume(storage, name: str, epochs: int, steps: int, space: dict | None
     if space is not None and had is not None and {**BUILT_IN, **had} != {**BUILT_IN, **space}:
         raise StudyMismatch(
             f"--study {name!r} was created with {space_difference(had, space)}: resume with its "
-            "own --space and --model, or start a new --study"
+            "own --space, --model, --max-latency, --max-params and --pareto, or start a new "
+            "--study"
         )
 
 
@@ -109,16 +111,16 @@ SPACE_KEY = "search_space"  # the study's user attribute: SearchSpace.record() a
 # What a study records of its space (SearchSpace.record(), Limits.record()) when it uses the
 # built-in one with no limit; a study that recorded none is resumed with any, and records it.
 BUILT_IN = {"model": None, "space": None, "max_latency_ms": None, "max_params": None}
+BUILT_IN["pareto"] = None  # --pareto: a second objective
 
 
 def space_difference(had: dict, asked: dict) -> str:
-    """What differs, in a few words: the network, a limit, or the first parameter whose range
-    does."""
-    for key, flag in (("max_latency_ms", "--max-latency"), ("max_params", "--max-params")):
+    """What differs, in a few words: a limit, the second objective, the network, or the first
+    parameter whose range does."""
+    flags = (("max_latency_ms", "--max-latency"), ("max_params", "--max-params"))
+    for key, flag in (*flags, ("pareto", "--pareto")):
         if had.get(key) != asked.get(key):
-            mine, theirs = (
-                f"{flag} {v:g}" if v else f"no {flag}" for v in (had.get(key), asked.get(key))
-            )
+            mine, theirs = (_flag_words(flag, v) for v in (had.get(key), asked.get(key)))
             return f"{mine}; this run asks for {theirs}"
     if had.get("model") != asked.get("model"):
         return f"--model {had.get('model') or '(our networks)'}; this run asks for " + (
@@ -136,6 +138,12 @@ def space_difference(had: dict, asked: dict) -> str:
                 f"{_words(theirs.get(name))}"
             )
     return "another space"
+
+
+def _flag_words(flag: str, value) -> str:
+    if value is None:
+        return f"no {flag}"
+    return f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}"
 
 
 def _words(recorded: dict | None) -> str:
@@ -201,7 +209,7 @@ def rerun_reserve(study: optuna.Study, k: int) -> float:
     trial did), less those already re-run."""
     done = study.user_attrs.get("reruns", {})
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    top = sorted(complete, key=lambda t: (-t.value, t.number))[:k]
+    top = sorted(complete, key=lambda t: (-t.values[0], t.number))[:k]
     seconds = sum(t.user_attrs.get("train_seconds", 0.0) for t in top if str(t.number) not in done)
     return seconds * MARGIN
 
@@ -385,17 +393,18 @@ def open_study(
     epochs, steps, what a step is, space, and the command that created it; an older study
     records the first command that resumes it) recorded once, and for a new search-mode study the
     warm-start trial (the incumbent is never worse than the fixed recipe it is)."""
+    pruner = "none" if config.pareto else config.pruner  # a Pareto study prunes by itself
     study = optuna.create_study(
         study_name=config.name,
         storage=storage,
-        direction="maximize",
-        pruner=make_pruner(config.pruner, settings["steps"], **pruner_options(space)),
+        directions=pareto.directions(config.pareto),
+        pruner=make_pruner(pruner, settings["steps"], **pruner_options(space)),
         load_if_exists=True,
     )
     if study.metric_names is None:
         with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5.0
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([METRIC])
+            study.set_metric_names(pareto.metric_names(config.pareto))
     trials = study.get_trials(deepcopy=False)
     # Every process that opens the study counts itself in: processes started together see the
     # same trials, and without their own offset they would sample the same params.

@@ -60,10 +60,13 @@ class Choice:
     others: tuple[Candidate, ...] = ()  # the rest of the top k, best mean first
     skipped: int = 0  # re-runs the budget had no time for
     alone: bool = False  # the only complete trial: nothing to choose, nothing re-run
+    chosen: bool = False  # named by --champion-trial: not chosen here
 
     def line(self) -> str:
         """One line for the summary: what won, over what, and how noisy its figure is."""
         w = self.winner
+        if self.chosen:
+            return f"trial #{w.number}, as --champion-trial {w.number} asks (val {w.mean:.4f})"
         if self.alone:
             return f"trial #{w.number}, the only complete trial (val {w.mean:.4f}, not re-run)"
         if w.spread is None:
@@ -89,16 +92,21 @@ class Choice:
 
 
 def top_trials(
-    study: optuna.Study, k: int, final_epochs: Callable[[FrozenTrial], float] | None = None
+    study: optuna.Study,
+    k: int,
+    final_epochs: Callable[[FrozenTrial], float] | None = None,
+    front: bool = False,
 ) -> list[FrozenTrial]:
-    """The ``k`` best complete trials, best first (ties: the earlier trial). With
-    ``final_epochs`` (under --budget), only those whose final fit would get at least
-    ``MIN_FINAL_EPOCHS``, unless none would."""
+    """The ``k`` most accurate complete trials, best first (ties: the earlier trial); with
+    ``front`` (a Pareto study) only the front's. With ``final_epochs`` (under --budget), only
+    those whose final fit would get at least ``MIN_FINAL_EPOCHS``, unless none would."""
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if front:
+        done = study.best_trials
     if final_epochs is not None:
         affordable = [t for t in done if final_epochs(t) >= MIN_FINAL_EPOCHS]
         done = affordable or done
-    return sorted(done, key=lambda t: (-t.value, t.number))[:k]
+    return sorted(done, key=lambda t: (-t.values[0], t.number))[:k]
 
 
 def rerun_seed(seed: int, trial_number: int, run: int) -> int:
@@ -127,18 +135,19 @@ class Reruns:
     on_start: Callable[[FrozenTrial], None] | None = None
     on_rerun: Callable[[FrozenTrial, int, float, float], None] | None = None
     final_epochs: Callable[[FrozenTrial], float] | None = None  # under --budget: what fits
+    front: bool = False  # a Pareto study: the winner is a point of its front
 
 
 def choose(study: optuna.Study, k: int, how: Reruns) -> Choice | None:
     """Re-run each of the top ``k`` trials that has not been re-run yet (time allowing), then
     choose the best mean; recorded on the study. ``None`` before any trial is complete."""
-    top = top_trials(study, max(1, k), how.final_epochs)
+    top = top_trials(study, max(1, k), how.final_epochs, how.front)
     if not top:
         return None
     done: dict[str, list[float]] = dict(study.user_attrs.get("reruns", {}))
     skipped = 0
     # The only complete trial wins whatever a re-run says: its time goes to the final fit.
-    alone = len(top_trials(study, 2, how.final_epochs)) == 1
+    alone = len(top_trials(study, 2, how.final_epochs, how.front)) == 1
     for trial in top[:k] if not alone else ():
         if done.get(str(trial.number)):
             continue
@@ -155,7 +164,7 @@ def choose(study: optuna.Study, k: int, how: Reruns) -> Choice | None:
         study.set_user_attr("reruns", done)
         if how.on_rerun is not None:
             how.on_rerun(trial, seed, value, time.perf_counter() - start)
-    candidates = [Candidate(t.number, (t.value, *done.get(str(t.number), []))) for t in top]
+    candidates = [Candidate(t.number, (t.values[0], *done.get(str(t.number), []))) for t in top]
     ranked = sorted(candidates, key=lambda c: (-c.mean, -c.values[0], c.number))
     choice = Choice(ranked[0], tuple(ranked[1:]), skipped, alone)
     study.set_user_attr("winner", choice.record())
@@ -191,5 +200,6 @@ def decide(
         on_start=hooks.rerun_started,
         on_rerun=on_rerun,
         final_epochs=final_epochs if budgeted else None,
+        front=settings.pareto is not None,
     )
     return choose(study, settings.reruns, how)

@@ -14,7 +14,7 @@ from optuna.trial import create_trial
 
 from models import build_model, standalone
 from search.space import spec_from_params
-from search.tracking.registry import ALIAS, Registry, describe
+from search.tracking.registry import ALIAS, Entry, Registry, describe
 
 NAME = "tests-classifier"
 TINY = {"lr": 1e-3, "arch": "cnn", "n_layers": 1, "channels": 4, "head_dim": 8}
@@ -39,11 +39,13 @@ def registry(local_mlflow):
     model = standalone(build_model(spec_from_params(TINY, 1, 0).model), 0.29, 0.35)
     example = np.zeros((1, 1, 28, 28), dtype=np.float32)
 
-    def register(study: optuna.Study, trial_number: int, test_accuracy: float = 0.9) -> str:
+    def register(
+        study: optuna.Study, trial_number: int, test_accuracy: float = 0.9, forced=False
+    ) -> str:
         run_id = client.create_run(experiment).info.run_id
         best = study.trials[trial_number]
-        runs = (run_id, None)
-        return Registry(client, NAME).register(study, best, model, test_accuracy, example, runs)
+        entry = Entry(study, best, model, test_accuracy, example, (run_id, None))
+        return Registry(client, NAME).register(entry, forced)
 
     return Registry(client, NAME), register
 
@@ -97,3 +99,14 @@ def test_the_description_says_how_to_load_and_names_every_class():
     assert "`mlflow.pytorch.load_model('models:/clf@champion')`" in text
     assert "0 T-shirt/top" in text and "9 Ankle boot" in text
     assert "<" not in text  # Markdown in the UI: nothing may read as an HTML tag
+
+
+def test_a_trial_named_by_champion_trial_is_registered_even_if_less_accurate(registry):
+    """``--champion-trial N`` (a faster point of a Pareto front): registered whatever the
+    current champion's accuracy."""
+    reg, register = registry
+    study = study_of("front", [0.95, 0.90])
+    register(study, 0)
+    assert register(study, 1) == f"champion unchanged: {NAME} version 1"
+    assert register(study, 1, forced=True) == f"champion: {NAME} version 2 (alias @{ALIAS})"
+    assert reg.champion().tags["trial_number"] == "1"

@@ -31,6 +31,7 @@ from search.hooks import (
 from search.process import me
 from search.space import full_params
 from search.tracking.client import Tracking, open_tracking
+from search.tracking.registry import Entry
 from search.train import StepMetrics
 from search.urls import TrackingError, first_line, mask_url
 from search.viewers import mlflow_ui_command
@@ -223,8 +224,8 @@ class MLflowHooks(StudyHooks):
         shipped = standalone(crowned.model, splits.mean, splits.std)
         example = (splits.test[0][:4].cpu() * splits.std + splits.mean).numpy()
         runs = (self.runs.parent_id, self.runs.final_id)
-        best, accuracy = crowned.best, crowned.test_accuracy
-        line = self.registry.register(crowned.study, best, shipped, accuracy, example, runs)
+        entry = Entry(crowned.study, crowned.best, shipped, crowned.test_accuracy, example, runs)
+        line = self.registry.register(entry, crowned.forced)
         record = crowned.study.user_attrs.get(FINAL) or {}
         if line is not None and record.get("run_id") == self.runs.final_id:
             crowned.study.set_user_attr(FINAL, {**record, "registered": True})

@@ -10,6 +10,8 @@ workers may end a study at once: ``register`` is called under the study's claim 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -50,43 +52,52 @@ class Registry:
             f"models:/{self.name}/{version.version}", map_location="cpu"
         )
 
-    def register(
-        self,
-        study: optuna.Study,
-        best: optuna.trial.FrozenTrial,
-        model: torch.nn.Module,
-        test_accuracy: float,
-        example: np.ndarray,
-        runs: tuple[str, str | None],
-    ) -> str:
-        """Log ``model`` (the final fit, or the own weights, of the study's winner ``best``)
-        under the parent run of ``runs`` (parent, final fit) and register it unless the current
-        champion is as good; returns a line for the summary."""
-        run_id, final_run_id = runs
+    def register(self, entry: Entry, forced: bool = False) -> str:
+        """Log ``entry.model`` (the final fit, or the own weights, of the study's winner) under
+        the parent run of ``entry.runs`` (parent, final fit) and register it unless the current
+        champion is as good (``forced``: whatever it is); returns a line for the summary."""
+        study, best = entry.study, entry.best
         current = self.champion()
-        if current is not None:
+        if current is not None and not forced:
             same = self.is_champion(study.study_name, best.number) is not None
-            if same or float(current.tags.get("val_accuracy", "-1")) >= best.value:
+            if same or float(current.tags.get("val_accuracy", "-1")) >= best.values[0]:
                 return f"champion unchanged: {self.name} version {current.version}"
-        info = log_champion(model, example, run_id, self.name)
+        info = log_champion(entry.model, entry.example, entry.runs[0], self.name)
         version = str(info.registered_model_version)
-        tags = {
-            "study": study.study_name,
-            "trial_number": best.number,
-            "val_accuracy": best.value,
-            "test_accuracy": test_accuracy,
-            "params": json.dumps(best.params),
-            "final_fit_run_id": final_run_id or "none (the trial's own weights)",
-            "fitted_by": me(),  # host:pid of the process that ended the study
-            **network_tags(full_params(best)),
-            **cost_tags(study, best),
-        }
-        for key, value in tags.items():
+        for key, value in tags(entry).items():
             self.client.set_model_version_tag(self.name, version, key, str(value))
-        description = describe(self.name, study.study_name, best.number, test_accuracy)
+        description = describe(self.name, study.study_name, best.number, entry.test_accuracy)
         self.client.update_model_version(self.name, version, description=description)
         self.client.set_registered_model_alias(self.name, ALIAS, version)
         return f"champion: {self.name} version {version} (alias @{ALIAS})"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A champion to register: the study and trial it comes from, the standalone model, its
+    test accuracy, a few test images as the input example, (parent run, final-fit run)."""
+
+    study: optuna.Study
+    best: optuna.trial.FrozenTrial
+    model: torch.nn.Module
+    test_accuracy: float
+    example: np.ndarray
+    runs: tuple[str, str | None]
+
+
+def tags(entry: Entry) -> dict[str, Any]:
+    best = entry.best
+    return {
+        "study": entry.study.study_name,
+        "trial_number": best.number,
+        "val_accuracy": best.values[0],
+        "test_accuracy": entry.test_accuracy,
+        "params": json.dumps(best.params),
+        "final_fit_run_id": entry.runs[1] or "none (the trial's own weights)",
+        "fitted_by": me(),  # host:pid of the process that ended the study
+        **network_tags(full_params(best)),
+        **cost_tags(entry.study, best),
+    }
 
 
 def network_tags(params: dict) -> dict[str, str]:

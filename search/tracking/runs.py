@@ -197,8 +197,8 @@ class RunLogger:
             ts += h.get("step_seconds", 0) * 1000
             if h["step"] > after_step:
                 metrics += [Metric(k, float(h[k]), int(ts), h["step"]) for k in STEP_METRICS]
-        if t.value is not None:
-            metrics.append(Metric("best_val_accuracy", t.value, int(ts), 0))
+        if t.values is not None:
+            metrics.append(Metric("best_val_accuracy", t.values[0], int(ts), 0))
         for at in range(0, len(metrics), 1000):  # MLflow's limit per batch
             self.client.log_batch(run_id, metrics=metrics[at : at + 1000])
         self.client.set_tag(run_id, "optuna_state", t.state.name)
