@@ -29,40 +29,16 @@ import os
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 from benchmarks.baseline import ARTICLE_EPOCHS, article, split_extra, study
-from benchmarks.recipes import strongest
+from benchmarks.recipes import describe, fixed, fixed_epochs, strongest
 from data import load_splits
 from search import recipe
-from search.space import spec_from_params
-from search.train import evaluate, fit
 
 RANDOM_AT = 3  # the budget multiple at which the random sampler is also measured
-
-
-def fixed_epochs(budget: float, per_epoch: float, augment: float) -> int:
-    """Epochs of the fixed recipe that fit ``budget`` at ``per_epoch`` seconds, plus
-    ``augment`` seconds an epoch once its length switches crop and flip on."""
-    epochs = max(1, int(budget / per_epoch))
-    while (
-        epochs > 1
-        and epochs * (per_epoch + augment * recipe.by_length(epochs)["augment"]) > budget
-    ):
-        epochs -= 1
-    return epochs
-
-
-def fixed(splits, epochs: int) -> tuple[float, float]:
-    """(seconds, test accuracy) of ``recipes.strongest(epochs)``, from the article's seed."""
-    spec = spec_from_params(strongest(epochs), epochs=epochs, seed=0)
-    start = time.perf_counter()
-    model, _ = fit(spec.model, spec.train, splits.train_and_val())
-    _, accuracy = evaluate(model, *splits.test)
-    return time.perf_counter() - start, accuracy
 
 
 def searched(budget: float, extra: list[str], keep: Path | None, name: str):
@@ -71,13 +47,6 @@ def searched(budget: float, extra: list[str], keep: Path | None, name: str):
         directory = (keep / name) if keep else Path(tmp)
         directory.mkdir(parents=True, exist_ok=True)
         return study(directory, ["--budget", f"{budget:.0f}s", *extra], trials=None)
-
-
-def describe(epochs: int) -> str:
-    words = recipe.by_length(epochs)
-    extras = ["crop/flip"] if words["augment"] else []
-    extras += [f"label smoothing {words['label_smoothing']:g}"] if words["label_smoothing"] else []
-    return f"article CNN, AdamW cosine, {epochs} epochs" + "".join(f", {e}" for e in extras)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Does the search beat hand-tuning? The default study against the seed article's CNN, one run.
 
-    python -m benchmarks.baseline [--keep DIR] [-- EXTRA SEARCH.RUN FLAGS]
+    python -m benchmarks.baseline [--keep DIR] [--beside "FLAGS"] [--fixed] [-- EXTRA FLAGS]
 
 1. The article's network (3 conv blocks 32/64/128 with BatchNorm and max-pool, fc 1152-512-512
    with BatchNorm1d and dropout 0.4; SGD lr 0.01 momentum 0.9, batch 64, 5 epochs at a fixed
@@ -12,9 +12,16 @@
    imports, loading the data, the final fit and registering the champion; the champion's test
    accuracy is read back from the study.
 
-Both run one after the other on the same machine, never at once. Prints a table and ends with
+3. With ``--beside "FLAGS"``: the same study again with FLAGS added (``--precision fp32``: the
+   trainer before bf16), and the ratio of the two studies' wall times.
+4. With ``--fixed``: the strongest fixed recipe (``benchmarks.anytime.fixed``) trained for the
+   default study's own wall time (as many epochs as fit at its own timed pace): is the main
+   command worth its time?
+
+All run one after the other on the same machine, never at once. Prints a table and ends with
 ``study/article time: N.NNx, test accuracy: study 0.9xxx vs article 0.9xxx``. Flags after
-``--`` go to ``search.run`` (to measure a change against the same baseline). Asserts nothing.
+``--`` go to every ``search.run`` (to measure a change against the same baseline). Asserts
+nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from pathlib import Path
 import optuna
 import torch
 
+from benchmarks.recipes import describe, fixed, fixed_epochs
 from data import load_splits
 from search.space import ARTICLE, spec_from_params
 from search.train import evaluate, fit
@@ -80,6 +88,18 @@ def study(
     return seconds, loaded.user_attrs["test_accuracy"]["value"], lines
 
 
+def studied(keep: Path | None, name: str, flags: list[str], rows: list) -> tuple[float, float]:
+    """The default study (with ``flags``) in ``keep/name`` or a temporary directory: its
+    summary printed, its row added; (seconds, test accuracy)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = keep / name if keep else Path(tmp)
+        directory.mkdir(parents=True, exist_ok=True)
+        seconds, accuracy, lines = study(directory, flags)
+    print("\n".join(f"    {line}" for line in lines), flush=True)
+    rows.append((f"`search.run {' '.join(['--trials 50', *flags])}`", seconds, accuracy))
+    return seconds, accuracy
+
+
 def split_extra(argv: list[str]) -> tuple[list[str], list[str]]:
     """A benchmark's own flags, and those after ``--`` that go to every ``search.run``."""
     if "--" not in argv:
@@ -96,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--keep", type=Path, default=None, help="run the study here and keep it")
+    p.add_argument("--beside", default=None, help="flags of a second study run beside it")
+    p.add_argument("--fixed", action="store_true", help="the fixed recipe at the study's time")
     args = p.parse_args(own)
     torch.set_num_threads(os.cpu_count() or 1)
     threads = torch.get_num_threads()
@@ -111,17 +133,21 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     del splits
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = args.keep or Path(tmp)
-        directory.mkdir(parents=True, exist_ok=True)
-        s_seconds, s_accuracy, lines = study(directory, extra)
-    print("\n".join(f"    {line}" for line in lines))
-    flags = " ".join(["--trials 50", *extra])
-    print(
-        f"\n| run | wall time | test accuracy |\n| --- | --- | --- |\n"
-        f"| article CNN, 5 epochs (hand-tuned) | {a_seconds:.0f} s | {a_accuracy:.4f} |\n"
-        f"| `search.run {flags}` | {s_seconds:.0f} s | {s_accuracy:.4f} |\n"
-    )
+    rows = [("article CNN, 5 epochs (hand-tuned)", a_seconds, a_accuracy)]
+    s_seconds, s_accuracy = studied(args.keep, "default", extra, rows)
+    if args.beside:
+        flags = args.beside.split()
+        b_seconds, _ = studied(args.keep, "beside", [*flags, *extra], rows)
+        print(f"default study / study with {args.beside}: {s_seconds / b_seconds:.2f}x the time")
+    if args.fixed:
+        splits = load_splits(device="cpu")
+        per_epoch, _ = fixed(splits, 1)
+        epochs = fixed_epochs(s_seconds, per_epoch, 0.0)
+        f_seconds, f_accuracy = fixed(splits, epochs)
+        rows.append((f"{describe(epochs)} (the study's time)", f_seconds, f_accuracy))
+    print("\n| run | wall time | test accuracy |\n| --- | --- | --- |")
+    for what, seconds, accuracy in rows:
+        print(f"| {what} | {seconds:.0f} s | {accuracy:.4f} |")
     print(
         f"study/article time: {s_seconds / a_seconds:.2f}x, "
         f"test accuracy: study {s_accuracy:.4f} vs article {a_accuracy:.4f}"

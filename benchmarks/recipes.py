@@ -24,7 +24,7 @@ import time
 import torch
 
 from data import load_splits
-from search import recipe
+from search import precision, recipe
 from search.space import ARTICLE, RECIPE, spec_from_params
 from search.train import evaluate, fit
 
@@ -48,6 +48,39 @@ def strongest(epochs: int) -> dict:
     docs/measured.md): AdamW on the cosine schedule, with the regularizers ``search.recipe``
     switches on by length, the same rule the final fit follows."""
     return recipe.with_length(RECIPE, epochs)
+
+
+def fixed_epochs(budget: float, per_epoch: float, augment: float) -> int:
+    """Epochs of the fixed recipe that fit ``budget`` at ``per_epoch`` seconds, plus
+    ``augment`` seconds an epoch once its length switches crop and flip on."""
+    epochs = max(1, int(budget / per_epoch))
+    while (
+        epochs > 1
+        and epochs * (per_epoch + augment * recipe.by_length(epochs)["augment"]) > budget
+    ):
+        epochs -= 1
+    return epochs
+
+
+def fixed(splits, epochs: int) -> tuple[float, float]:
+    """(seconds, test accuracy) of ``recipes.strongest(epochs)``, from the article's seed, by
+    the product's trainer in the precision ``--precision auto`` picks here (bf16 where the CPU
+    has it): the fixed side trains as fast as the study's."""
+    chosen = precision.choose(
+        "auto", splits.device, precision.cpu_flags(), precision.bf16_is_faster
+    )
+    spec = spec_from_params(strongest(epochs), epochs=epochs, seed=0, precision=chosen)
+    start = time.perf_counter()
+    model, _ = fit(spec.model, spec.train, splits.train_and_val())
+    _, accuracy = evaluate(model, *splits.test, chosen)
+    return time.perf_counter() - start, accuracy
+
+
+def describe(epochs: int) -> str:
+    words = recipe.by_length(epochs)
+    extras = ["crop/flip"] if words["augment"] else []
+    extras += [f"label smoothing {words['label_smoothing']:g}"] if words["label_smoothing"] else []
+    return f"article CNN, AdamW cosine, {epochs} epochs" + "".join(f", {e}" for e in extras)
 
 
 def run(params: dict, splits, epochs: int) -> tuple[float, float]:

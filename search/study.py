@@ -401,10 +401,7 @@ def open_study(
         pruner=make_pruner(pruner, settings["steps"], **pruner_options(space)),
         load_if_exists=True,
     )
-    if study.metric_names is None:
-        with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5.0
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(pareto.metric_names(config.pareto))
+    name_values(study, config.pareto)
     trials = study.get_trials(deepcopy=False)
     # Every process that opens the study counts itself in: processes started together see the
     # same trials, and without their own offset they would sample the same params.
@@ -421,6 +418,15 @@ def open_study(
         if warm is not None:
             study.enqueue_trial(warm, user_attrs={"warm_start": WARM_START_NOTE})
     return study
+
+
+def name_values(study: optuna.Study, second: str | None) -> None:
+    """The study's values named (``val_accuracy``, and a Pareto study's cost): optuna-dashboard
+    names its plots and axes so; an older study gets them too."""
+    if study.metric_names is None:
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5.0
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(pareto.metric_names(second))
 
 
 def pruner_options(space: SearchSpace | None) -> dict:
