@@ -112,9 +112,8 @@ def crown(end: End, outcome: Outcome) -> None:
     outcome.stage = "the final fit"
     chosen = champion.choose(study, best, splits, end.budget, end.settings, hooks)
     outcome.stage = "the test evaluation"
-    _, accuracy, predicted = evaluate_and_predict(
-        chosen.model, *splits.test, end.settings.precision
-    )
+    # Scored as it is served: fp32 (the weights are; bf16 autocast is for training's speed).
+    _, accuracy, predicted = evaluate_and_predict(chosen.model, *splits.test)
     outcome.test_accuracy, outcome.note = accuracy, chosen.note
     outcome.costs = costs_line(best, end.settings.limits)
     study.set_user_attr("test_accuracy", {"trial": best.number, "value": accuracy})

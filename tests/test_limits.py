@@ -74,7 +74,7 @@ def test_a_limited_run_states_the_champions_costs_and_mlflow_keeps_them(in_tmp):
     latency_ms and n_parameters metrics, the registered version's tags beside the limit; a
     resume with another limit is refused in one line; an impossible one too, nothing
     written."""
-    tracked = [a for a in QUICK if a != "--no-mlflow"]
+    tracked = [a for a in QUICK if a != "--no-mlflow"] + ["--tracking-uri", "sqlite:///mlflow.db"]
     args = ["--trials", "2", "--max-params", "600000", *tracked, "--registered-model", "lim"]
     optuna.create_study(
         study_name="fashion-mnist", storage="sqlite:///optuna.db", direction="maximize"

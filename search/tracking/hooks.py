@@ -92,8 +92,9 @@ class TrialTracking(TrialHooks):
         self.health.trial = None
 
     def completed(self, done: Completed) -> None:
-        if done.beats_study:
-            self.checkpoints.save(self.runs.trials[done.trial.number], done.spec, done.state)
+        run_id = self.runs.trials.get(done.trial.number)  # none if tracking failed before it
+        if done.beats_study and run_id is not None:
+            self.checkpoints.save(run_id, done.spec, done.state)
 
 
 class MLflowHooks(StudyHooks):
