@@ -68,13 +68,10 @@ def run_env() -> dict[str, str]:
     return env
 
 
-def study(
-    directory: Path, extra: list[str], trials: int | None = 50
-) -> tuple[float, float, list[str]]:
-    """(seconds, champion's test accuracy, summary lines) of the default study of ``trials``
-    (``None``: no ``--trials`` flag) in ``directory``."""
-    cap = ["--trials", str(trials)] if trials is not None else []
-    command = [sys.executable, "-m", "search.run", *cap, *extra]
+def launch(directory: Path, flags: list[str]) -> tuple[float, str, optuna.Study]:
+    """``python -m search.run FLAGS`` in ``directory``, timed from start to exit, its output
+    kept in search.log: (seconds, stdout, the study it left)."""
+    command = [sys.executable, "-m", "search.run", *flags]
     start = time.perf_counter()
     done = subprocess.run(command, cwd=directory, env=run_env(), capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -84,7 +81,17 @@ def study(
     loaded = optuna.load_study(
         study_name="fashion-mnist", storage=f"sqlite:///{directory}/optuna.db"
     )
-    lines = [line for line in done.stdout.splitlines() if line and "\r" not in line]
+    return seconds, done.stdout, loaded
+
+
+def study(
+    directory: Path, extra: list[str], trials: int | None = 50
+) -> tuple[float, float, list[str]]:
+    """(seconds, champion's test accuracy, summary lines) of the default study of ``trials``
+    (``None``: no ``--trials`` flag) in ``directory``."""
+    cap = ["--trials", str(trials)] if trials is not None else []
+    seconds, stdout, loaded = launch(directory, [*cap, *extra])
+    lines = [line for line in stdout.splitlines() if line and "\r" not in line]
     return seconds, loaded.user_attrs["test_accuracy"]["value"], lines
 
 

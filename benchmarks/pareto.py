@@ -21,13 +21,12 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import optuna
 import torch
 
-from benchmarks.baseline import run_env, split_extra
+from benchmarks.baseline import launch, split_extra
 from models import build_model
 from search.limits import latency_ms
 from search.space import WARM_START, model_config
@@ -52,17 +51,8 @@ def area(points: list[tuple[float, float]], slowest: float) -> float:
 
 
 def run(directory: Path, flags: list[str]) -> tuple[float, optuna.Study]:
-    import subprocess
-
-    command = [sys.executable, "-m", "search.run", *flags]
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=directory, env=run_env(), capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    (directory / "search.log").write_text(done.stdout + done.stderr)
-    if done.returncode != 0:
-        raise SystemExit(f"search.run failed ({done.returncode}): {done.stderr[-500:]}")
-    storage = f"sqlite:///{directory}/optuna.db"
-    return seconds, optuna.load_study(study_name="fashion-mnist", storage=storage)
+    seconds, _, loaded = launch(directory, flags)
+    return seconds, loaded
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,7 +68,7 @@ def finish(end: End, outcome: Outcome) -> None:
     claimed = ending.claim(study, end.lock)
     outcome.elsewhere, outcome.taken_from = claimed.elsewhere, claimed.taken_from
     if outcome.elsewhere:  # another process is ending this study: one final fit, not two
-        outcome.best = best_or_none(study)
+        outcome.best = most_accurate(study)
         return
     if outcome.taken_from:
         end.hooks.taken_over(study, outcome.taken_from)
@@ -89,11 +89,6 @@ def choose(end: End) -> winner.Choice | None:
         return winner.decide(end.study, end.splits, end.budget, end.settings, end.hooks)
     trial = end.study.get_trials(deepcopy=False)[number]
     return winner.Choice(winner.Candidate(number, (trial.values[0],)), chosen=True)
-
-
-def best_or_none(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """The most accurate complete trial (a Pareto study's too), or ``None``."""
-    return most_accurate(study)
 
 
 def costs_line(best: optuna.trial.FrozenTrial, limits: Limits) -> str:

@@ -53,8 +53,8 @@ def cost_of(trial: FrozenTrial | optuna.Trial, pareto: str) -> float:
     return float(trial.user_attrs[COSTS[pareto]])
 
 
-def dominators(step: int, value: float, cost: float, others: Sequence[tuple[float, float]]) -> int:
-    """How many of ``others`` ((accuracy at ``step``, cost)) beat (``value``, ``cost``) on
+def dominators(value: float, cost: float, others: Sequence[tuple[float, float]]) -> int:
+    """How many of ``others`` ((accuracy at the same step, cost)) beat (``value``, ``cost``) on
     both counts, one strictly."""
     return sum(a >= value and c <= cost and (a > value or c < cost) for a, c in others)
 
@@ -70,7 +70,7 @@ def should_stop(trial: optuna.Trial, step: int, value: float, pareto: str) -> bo
         at = [h["val_accuracy"] for h in other.user_attrs.get("history", []) if h["step"] == step]
         if at:
             seen.append((at[0], cost_of(other, pareto)))
-    return dominators(step, value, cost, seen) >= DOMINATORS
+    return dominators(value, cost, seen) >= DOMINATORS
 
 
 def front(study: optuna.Study) -> list[FrozenTrial]:

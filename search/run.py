@@ -35,7 +35,8 @@ from search import disk
 from search.budget import process_start
 from search.champion import EndSettings
 from search.errors import UserError
-from search.finish import End, Outcome, best_or_none, finish
+from search.finish import End, Outcome, finish
+from search.pareto import most_accurate
 from search.pipeline import Run
 from search.prepare import open_run, prepare
 from search.quiet import held_stderr, quiet_libraries
@@ -80,11 +81,11 @@ def lead(run: Run) -> int:
     try:
         stop = search(run)
         if run.config.workers.trials_only:
-            outcome.best, outcome.elsewhere = best_or_none(run.study), TRIALS_ONLY
+            outcome.best, outcome.elsewhere = most_accurate(run.study), TRIALS_ONLY
         elif stop.why not in (Ended.INTERRUPTED, Ended.DISK_FULL):
             stop = finish_or_interrupted(run, outcome, stop)
         else:  # what finished, for the summary
-            outcome.best = best_or_none(run.study)
+            outcome.best = most_accurate(run.study)
         close_run(run, stop, outcome)
     finally:
         signal.signal(signal.SIGTERM, previous)

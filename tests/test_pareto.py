@@ -25,9 +25,9 @@ from tests.helpers import QUICK, in_process
 def test_a_trial_counts_only_the_trials_that_beat_it_on_both_counts():
     others = [(0.90, 1.0), (0.85, 0.5), (0.80, 2.0), (0.80, 1.0), (0.95, 0.4)]
     # (0.80, 1.0) is beaten by (0.90, 1.0), (0.85, 0.5), (0.95, 0.4); not by itself
-    assert dominators(1, 0.80, 1.0, others) == 3
-    assert dominators(1, 0.99, 0.1, others) == 0  # the front's own corner
-    assert dominators(1, 0.85, 0.5, others) == 1  # only (0.95, 0.4)
+    assert dominators(0.80, 1.0, others) == 3
+    assert dominators(0.99, 0.1, others) == 0  # the front's own corner
+    assert dominators(0.85, 0.5, others) == 1  # only (0.95, 0.4)
 
 
 def study_with_steps(points: list[tuple[float, float]]) -> optuna.Study:
