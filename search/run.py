@@ -24,7 +24,6 @@ summary printed). A run killed at the end of its study is finished by the same c
 from __future__ import annotations
 
 import gc
-import signal
 import sys
 import time
 from typing import NoReturn
@@ -42,7 +41,7 @@ from search.prepare import open_run, prepare
 from search.quiet import held_stderr, quiet_libraries
 from search.reconnect import StorageLost, lost_in
 from search.report import Summary, save_tables, summary_of, verdict
-from search.signals import raise_interrupt
+from search.signals import interrupts
 from search.study import Ended, Stop
 from search.trials import disk_full, search, work
 
@@ -77,8 +76,7 @@ def lead(run: Run) -> int:
     start, outcome = time.perf_counter(), Outcome()
     # SIGTERM is Ctrl-C from here to the summary: a signal at any moment ends every MLflow run
     # this process opened (KILLED) and prints what finished; the same command finishes the job.
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    try:
+    with interrupts():
         stop = search(run)
         if run.config.workers.trials_only:
             outcome.best, outcome.elsewhere = most_accurate(run.study), TRIALS_ONLY
@@ -87,8 +85,6 @@ def lead(run: Run) -> int:
         else:  # what finished, for the summary
             outcome.best = most_accurate(run.study)
         close_run(run, stop, outcome)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     status = exit_status(run, stop, outcome)
     seconds = time.perf_counter() - start
     print("\n".join(summary(run, outcome, stop, seconds, verdict(status, stop)).lines()))

@@ -298,8 +298,8 @@ def claimed(
         # and the next worker to look would take this one for dead.
         sign(trial)
         taken.append(trial.number)
-        lock.release()
         try:
+            lock.release()  # delivers a signal held since the claim: the end below is held too
             return objective(trial)
         finally:
             ending.hold()
@@ -322,7 +322,11 @@ def _optimize_one(study: optuna.Study, objective, lock: Lock, note, grid: bool) 
             ending.deliver()  # a signal held while the trial's end was recorded: raised now
     except KeyboardInterrupt:
         if taken and not grid:
-            retry_interrupted(study, taken[-1])
+            ending.hold()  # a second SIGTERM (the supervisor's watch resends) must not cut it
+            try:
+                retry_interrupted(study, taken[-1])
+            finally:
+                ending.drop()  # already stopping: what came meanwhile says nothing new
         raise
     except (
         ValueError,

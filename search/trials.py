@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 import time
 
@@ -22,7 +21,7 @@ from search.pipeline import Run
 from search.prepare import total_trials
 from search.quiet import held_stderr
 from search.reconnect import lost_in
-from search.signals import raise_interrupt
+from search.signals import interrupts
 from search.study import Ended, Stop, finished_count, run_trials
 from search.workers import supervise, worker_config, workers_that_fit
 
@@ -110,16 +109,14 @@ def announce(run: Run) -> None:
 
 def work(run: Run) -> int:
     """A ``--workers`` child: run trials, leave the end of the study to the supervisor."""
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    try:
-        with held_stderr():  # a worker is quiet; its chatter shows only if it fails
-            run_trials(run.study, run.objective, run.plan, run.lock, run.hooks.after_trial)
-    except KeyboardInterrupt:
-        line = f"worker {os.getpid()}: stopped by signal; its running trial is marked FAIL"
-        print(line, file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with interrupts():
+        try:
+            with held_stderr():  # a worker is quiet; its chatter shows only if it fails
+                run_trials(run.study, run.objective, run.plan, run.lock, run.hooks.after_trial)
+        except KeyboardInterrupt:
+            line = f"worker {os.getpid()}: stopped by signal; its running trial is marked FAIL"
+            print(line, file=sys.stderr)
+            return 130
     return 0
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 
-from search.signals import HeldSignals
+import pytest
+
+from search.signals import HeldSignals, interrupts, raise_interrupt
 
 
 def test_held_signals_come_once_on_delivery_to_the_handler_they_stood_in_for():
@@ -44,3 +47,53 @@ def test_outside_the_main_thread_nothing_is_held():
     thread.start()
     thread.join()
     assert raised == [] and not held.holding
+
+
+def test_dropped_signals_are_forgotten_and_the_handler_is_back():
+    """``drop()``: a run already stopping ignores what came meanwhile, then hears the next."""
+    seen: list[str] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append("delivered"))
+    try:
+        held = HeldSignals()
+        held.hold()
+        os.kill(os.getpid(), signal.SIGTERM)
+        held.drop()
+        seen.append("dropped")
+        os.kill(os.getpid(), signal.SIGTERM)  # handler back: at once
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert seen == ["dropped", "delivered"] and not held.holding
+
+
+def test_an_interrupt_python_drops_in_a_finalizer_is_raised_again():
+    """A signal whose handler runs inside a finalizer raises there, and Python drops what a
+    finalizer raises ("Exception ignored"): the run would go on. ``interrupts()`` sends it
+    again, and it stops the block. (Without the resend the wait below runs out: no raise.)"""
+
+    class Finalized:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGTERM)  # the handler runs here, inside __del__
+
+    with pytest.raises(KeyboardInterrupt) as raised:
+        with interrupts():
+            Finalized()  # collected at once: SIGTERM lands in its finalizer
+            threading.Event().wait(timeout=30)  # a signal's handler interrupts the wait
+    assert raised.value.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is not raise_interrupt  # put back as it was
+
+
+def test_other_exceptions_in_finalizers_go_to_the_hook_before():
+    seen = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: seen.append(unraisable.exc_type)
+    try:
+
+        class Finalized:
+            def __del__(self) -> None:
+                raise ValueError("in a finalizer")
+
+        with interrupts():
+            Finalized()
+    finally:
+        sys.unraisablehook = previous
+    assert seen == [ValueError]

@@ -117,3 +117,43 @@ def test_a_signal_while_optuna_records_a_trials_end_waits_for_it(tmp_path):
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert [t.state.name for t in study.trials] == ["COMPLETE"]
+
+
+def test_a_signal_held_by_the_claim_then_sent_again_leaves_the_trial_failed_and_queued(tmp_path):
+    """A worker whose supervisor dies as it claims a trial: the kernel's SIGTERM, held by the
+    claim lock, is raised as the lock goes, and the supervisor's watch sends it again while
+    Optuna records the trial's end and while the trial is queued again. The trial ends FAIL,
+    queued once, none left RUNNING (the suite once found one after a killed supervisor)."""
+    import os
+    import signal
+
+    import pytest
+
+    from search.storage import FileLock
+    from search.study import StudyPlan, run_trials
+
+    class SignalledStorage(optuna.storages.InMemoryStorage):
+        """A real storage that gets SIGTERM as a trial is created and as its end is written."""
+
+        def create_new_trial(self, study_id, template_trial=None):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return super().create_new_trial(study_id, template_trial)
+
+        def set_trial_state_values(self, trial_id, state, values=None):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return super().set_trial_state_values(trial_id, state, values)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    def objective(trial: optuna.Trial) -> float:
+        raise AssertionError("the signal came before the objective could start")
+
+    study = optuna.create_study(storage=SignalledStorage())
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_trials(study, objective, StudyPlan(target=3), FileLock(tmp_path / "lock"))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert [t.state.name for t in study.trials] == ["FAIL", "WAITING"]
