@@ -111,13 +111,16 @@ class Summary:
     elsewhere: str = ""  # who else is ending the study (search.ending), if not this run
     taken_from: str = ""  # who left the end of the study unfinished (it died), if anyone
     verdict: str = ""  # why the exit status is 1 though the study ended, if it is
-    precision: str = ""  # bf16 or fp32 (search.precision); said when bf16
+    precision: str = ""  # bf16 or fp32, as decided for this run (search.precision)
     costs: str = ""  # the champion's latency and size beside the limits (search.limits)
     front: list[str] = field(default_factory=list)  # a Pareto study's front (search.pareto)
 
     @property
     def precision_words(self) -> str:
-        return ", bf16 autocast" if self.precision == "bf16" else ""
+        """Said on every run: the same command trains in bf16 on one CPU and fp32 on another,
+        and figures from the two are not the same measurement."""
+        words = {"bf16": "bf16 autocast", "fp32": "fp32"}.get(self.precision)
+        return f", {words}" if words else ""
 
     tracking_line: str = ""  # MLflow's, or that it is off
     files: list[Path] = field(default_factory=list)

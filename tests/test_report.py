@@ -76,10 +76,11 @@ def test_the_summary_names_the_best_trial_the_winner_and_the_champion():
     outcome = Outcome(
         [Path("t.csv")], choice, winner, 0.9321, "(final fit of trial #3: 8 epochs, 60 s)"
     )
-    lines = summary_of(CONFIG, study, Stop(Ended.BUDGET), 123.4, outcome, "MLflow: off").lines()
+    fp32 = replace(CONFIG, training=replace(CONFIG.training, precision="fp32"))
+    lines = summary_of(fp32, study, Stop(Ended.BUDGET), 123.4, outcome, "MLflow: off").lines()
     assert lines[0] == (
         "study 'fashion-mnist': 3 complete, 1 pruned, 0 failed "
-        "(ended by --budget 600 s: no time for another trial; 123 s this run)"
+        "(ended by --budget 600 s: no time for another trial; 123 s this run, fp32)"
     )
     assert lines[1] == "best trial #1: val_accuracy 0.9200"
     assert lines[2] == "winner: trial #3 chosen over #1 (val 0.9125 +- 0.0035 over 2 runs)"
@@ -130,3 +131,10 @@ def test_a_full_disk_stops_the_study_with_exit_status_1_and_says_where():
     assert stop.exit_status == 1
     first = summary_of(CONFIG, study_of([0.9]), stop, 1.0, Outcome(), "").lines()[0]
     assert "stopped during the final fit: the disk is full (see the error above)" in first
+
+
+@pytest.mark.parametrize("precision, words", [("bf16", "bf16 autocast"), ("fp32", "fp32")])
+def test_the_summarys_first_line_names_the_precision_the_run_trained_in(precision, words):
+    config = replace(CONFIG, training=replace(CONFIG.training, precision=precision))
+    line = summary_of(config, study_of([0.9]), Stop(Ended.DONE), 5.0, Outcome(), "").lines()[0]
+    assert line.endswith(f"5 s this run, {words})")
