@@ -7,6 +7,10 @@ claim lock, ``search.storage.Lock``), and while Optuna records a trial's end (it
 interrupt there raises ``UnboundLocalError`` instead, with a traceback, as a Slurm ``scancel``
 in the suite once did). ``HeldSignals`` puts a handler in that notes the signal, and on
 ``deliver()`` puts the old handlers back and raises what came meanwhile to them.
+
+A third place cannot take it either, and can be anywhere: a finalizer, which the garbage
+collector runs wherever the main thread is. ``interrupts()`` sends an interrupt dropped there
+again, so it lands in ordinary code.
 """
 
 from __future__ import annotations
