@@ -100,6 +100,7 @@ def interrupts() -> Iterator[None]:
     again, from a timer thread, so that it lands in ordinary code."""
     previous_handler = signal.signal(signal.SIGTERM, raise_interrupt)
     previous_hook = sys.unraisablehook
+    timers: list[threading.Timer] = []
 
     def resend(unraisable) -> None:
         if unraisable.exc_type is None or not issubclass(unraisable.exc_type, KeyboardInterrupt):
@@ -109,6 +110,7 @@ def interrupts() -> Iterator[None]:
         main = threading.main_thread().ident
         timer = threading.Timer(RESEND_DELAY, signal.pthread_kill, (main, signum))
         timer.daemon = True  # never keeps an ending process alive
+        timers.append(timer)
         timer.start()
 
     sys.unraisablehook = resend
@@ -116,4 +118,7 @@ def interrupts() -> Iterator[None]:
         yield
     finally:
         sys.unraisablehook = previous_hook
+        for timer in timers:  # the block is over: a resend now would hit the summary's print
+            timer.cancel()
+            timer.join()
         signal.signal(signal.SIGTERM, previous_handler)

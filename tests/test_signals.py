@@ -97,3 +97,22 @@ def test_other_exceptions_in_finalizers_go_to_the_hook_before():
     finally:
         sys.unraisablehook = previous
     assert seen == [ValueError]
+
+
+def test_a_resend_still_pending_when_the_block_ends_is_cancelled():
+    """The block ended before a dropped interrupt was sent again: the resend would land in
+    whatever runs next (the summary's print), under the handler put back; it is cancelled."""
+
+    class Finalized:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGTERM)
+
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        with interrupts():
+            Finalized()  # dropped in its finalizer; the resend waits RESEND_DELAY
+        pending = [t for t in threading.enumerate() if isinstance(t, threading.Timer)]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert pending == [] and seen == []
