@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import optuna
+import pytest
 
 from search.run import main
-from search.storage import open_storage
+from search.signals import interrupts
+from search.storage import FileLock, open_storage
+from search.study import StudyPlan, run_trials
 from tests.helpers import BAD, GOOD, QUICK, load
 
 
@@ -84,38 +89,46 @@ def test_a_study_names_its_value_and_says_what_a_step_is_also_when_older():
     assert grid["step"].startswith("one step = training epoch") and grid["mode"] == "grid"
 
 
+class SignalledStorage(optuna.storages.InMemoryStorage):
+    """A real storage that gets SIGTERM as it begins each of the ``writes`` named (Python runs
+    the handler at the next line): ``create_new_trial`` (the claim, and queueing a trial
+    again), ``set_trial_state_values`` (Optuna recording a trial's end)."""
+
+    def __init__(self, *writes: str) -> None:
+        super().__init__()
+        self.writes = writes
+
+    def _signalled(self, write: str) -> None:
+        if write in self.writes:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def create_new_trial(self, study_id, template_trial=None):
+        self._signalled("create_new_trial")
+        return super().create_new_trial(study_id, template_trial)
+
+    def set_trial_state_values(self, trial_id, state, values=None):
+        self._signalled("set_trial_state_values")
+        return super().set_trial_state_values(trial_id, state, values)
+
+
+def interrupted(storage: SignalledStorage, objective, tmp_path) -> optuna.Study:
+    """The study after ``run_trials`` on ``storage`` stopped with KeyboardInterrupt, SIGTERM
+    handled as a run handles it (``search.signals.interrupts``)."""
+    study = optuna.create_study(storage=storage)
+    with interrupts(), pytest.raises(KeyboardInterrupt):
+        run_trials(study, objective, StudyPlan(target=3), FileLock(tmp_path / "lock"))
+    return study
+
+
 def test_a_signal_while_optuna_records_a_trials_end_waits_for_it(tmp_path):
     """SIGTERM (which a run turns into KeyboardInterrupt) landing inside Optuna's tell: the
     trial's end is recorded, then the interrupt is raised, not Optuna's UnboundLocalError
     from the half-run ``finally`` (a Slurm ``scancel`` in the suite once met it there)."""
-    import os
-    import signal
-
-    import pytest
-
-    from search.storage import FileLock
-    from search.study import StudyPlan, run_trials
-
-    class SignalledStorage(optuna.storages.InMemoryStorage):
-        """A real storage whose write of a trial's end is where the signal lands."""
-
-        def set_trial_state_values(self, trial_id, state, values=None):
-            os.kill(os.getpid(), signal.SIGTERM)  # Python runs the handler at the next line
-            return super().set_trial_state_values(trial_id, state, values)
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
 
     def objective(trial: optuna.Trial) -> float:
         return trial.suggest_float("x", 0, 1)
 
-    study = optuna.create_study(storage=SignalledStorage())
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run_trials(study, objective, StudyPlan(target=3), FileLock(tmp_path / "lock"))
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    study = interrupted(SignalledStorage("set_trial_state_values"), objective, tmp_path)
     assert [t.state.name for t in study.trials] == ["COMPLETE"]
 
 
@@ -124,36 +137,10 @@ def test_a_signal_held_by_the_claim_then_sent_again_leaves_the_trial_failed_and_
     claim lock, is raised as the lock goes, and the supervisor's watch sends it again while
     Optuna records the trial's end and while the trial is queued again. The trial ends FAIL,
     queued once, none left RUNNING (the suite once found one after a killed supervisor)."""
-    import os
-    import signal
-
-    import pytest
-
-    from search.storage import FileLock
-    from search.study import StudyPlan, run_trials
-
-    class SignalledStorage(optuna.storages.InMemoryStorage):
-        """A real storage that gets SIGTERM as a trial is created and as its end is written."""
-
-        def create_new_trial(self, study_id, template_trial=None):
-            os.kill(os.getpid(), signal.SIGTERM)
-            return super().create_new_trial(study_id, template_trial)
-
-        def set_trial_state_values(self, trial_id, state, values=None):
-            os.kill(os.getpid(), signal.SIGTERM)
-            return super().set_trial_state_values(trial_id, state, values)
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
 
     def objective(trial: optuna.Trial) -> float:
         raise AssertionError("the signal came before the objective could start")
 
-    study = optuna.create_study(storage=SignalledStorage())
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run_trials(study, objective, StudyPlan(target=3), FileLock(tmp_path / "lock"))
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    storage = SignalledStorage("create_new_trial", "set_trial_state_values")
+    study = interrupted(storage, objective, tmp_path)
     assert [t.state.name for t in study.trials] == ["FAIL", "WAITING"]
