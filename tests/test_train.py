@@ -10,7 +10,15 @@ import torch
 from data.augment import crop_flip
 from models import CNNConfig, MLPConfig, build_model
 from search.device import DeviceError, resolve_device
-from search.train import Diverged, TrainConfig, evaluate, lr_factor, step_ends, train
+from search.train import (
+    Diverged,
+    TrainConfig,
+    evaluate,
+    lr_factor,
+    make_optimizer,
+    step_ends,
+    train,
+)
 
 
 def fit(splits, model_config, train_config, on_step=None, seed=0, probe=None):
@@ -27,6 +35,15 @@ def test_short_training_lowers_loss(small_splits, optimizer):
     losses = [m.train_loss for m in result.history]
     assert losses[-1] < losses[0] * 0.8
     assert result.last.val_accuracy > 0.6  # far above chance (0.1)
+
+
+def test_adam_and_adamw_take_the_fused_kernel_on_a_cpu():
+    model = build_model(MLPConfig(hidden_dim=8))
+    fused = {
+        name: make_optimizer(model, TrainConfig(optimizer=name)).defaults.get("fused")
+        for name in ("sgd", "adam", "adamw", "rmsprop")
+    }
+    assert fused == {"sgd": None, "adam": True, "adamw": True, "rmsprop": None}
 
 
 def test_callback_sees_every_step_and_can_stop(small_splits):
