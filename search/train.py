@@ -130,8 +130,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
         return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd)
     # On a CPU, torch's default Adam is a loop over the parameters; its fused kernel took a
     # third to a fifth of the time a step, 1.1-1.2x the whole batch on the space's networks
-    # (benchmarks/optimizer.py, docs/measured.md 2026-12-05 09:30). SGD gained nothing, RMSprop has none; GPUs keep
-    # torch's default (not measured there).
+    # (benchmarks/optimizer.py; docs/measured.md, 2026-12-05 09:30). SGD gained nothing,
+    # RMSprop has none; GPUs keep torch's default (not measured there).
     fused = {"fused": True} if params and params[0].device.type == "cpu" else {}
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=wd, **fused)
