@@ -4,12 +4,13 @@
 
 Trains the seed article's CNN (3 conv blocks 32/64/128, fc 1152-512-512 with BatchNorm and
 dropout 0.4) from the same seed with the project's trainer on all 60,000 labelled images, once
-per recipe and length, and prints the test accuracy and seconds of each: the article's fixed
-learning rate, one-cycle and cosine schedules, augmentation (random crop +-2 px and horizontal
-flip on the device), AdamW, and label smoothing. These figures chose the search space's
-schedules and the final fit's recipe by length (``search.recipe``). One after the other, never
-at once. ``--network '{"n_layers": 2, "channels": 24, "batch_size": 256}'`` trains another
-point of the space under the same recipes (model keys and ``batch_size`` replace the
+per recipe and length, in the precision ``--precision`` picks (as ``search.run``'s: bf16 where
+the CPU has it), and prints the test accuracy (scored in fp32) and seconds of each: the
+article's fixed learning rate, one-cycle and cosine schedules, augmentation (random crop +-2 px
+and horizontal flip on the device), AdamW, and label smoothing. These figures chose the search
+space's schedules and the final fit's recipe by length (``search.recipe``). One after the
+other, never at once. ``--network '{"n_layers": 2, "channels": 24, "batch_size": 256}'`` trains
+another point of the space under the same recipes (model keys and ``batch_size`` replace the
 article's). Prints figures; asserts nothing.
 """
 
@@ -62,15 +63,19 @@ def fixed_epochs(budget: float, per_epoch: float, augment: float) -> int:
     return epochs
 
 
+def chosen_precision(splits, asked: str = "auto") -> str:
+    """The precision ``search.run --precision {asked}`` trains in here (bf16 where the CPU has
+    it natively, for ``auto``): a benchmark's fixed side trains as fast as the study's."""
+    return precision.choose(asked, splits.device, precision.cpu_flags(), precision.bf16_is_faster)
+
+
 def fixed(splits, epochs: int) -> tuple[float, float]:
     """(seconds, test accuracy) of ``recipes.strongest(epochs)``, from the article's seed, by
-    the product's trainer in the precision ``--precision auto`` picks here (bf16 where the CPU
-    has it): the fixed side trains as fast as the study's, and is scored in fp32, as the
-    study's champion is (it is served in fp32)."""
-    chosen = precision.choose(
-        "auto", splits.device, precision.cpu_flags(), precision.bf16_is_faster
+    the product's trainer in the precision ``--precision auto`` picks here, scored in fp32, as
+    the study's champion is (it is served in fp32)."""
+    spec = spec_from_params(
+        strongest(epochs), epochs=epochs, seed=0, precision=chosen_precision(splits)
     )
-    spec = spec_from_params(strongest(epochs), epochs=epochs, seed=0, precision=chosen)
     start = time.perf_counter()
     model, _ = fit(spec.model, spec.train, splits.train_and_val())
     _, accuracy = evaluate(model, *splits.test)
@@ -84,8 +89,9 @@ def describe(epochs: int) -> str:
     return f"article CNN, AdamW cosine, {epochs} epochs" + "".join(f", {e}" for e in extras)
 
 
-def run(params: dict, splits, epochs: int) -> tuple[float, float]:
-    spec = spec_from_params(params, epochs=epochs, seed=0)
+def run(params: dict, splits, epochs: int, chosen: str) -> tuple[float, float]:
+    """(test accuracy scored in fp32, seconds) of ``params`` trained in ``chosen`` precision."""
+    spec = spec_from_params(params, epochs=epochs, seed=0, precision=chosen)
     start = time.perf_counter()
     model, _ = fit(spec.model, spec.train, splits.train_and_val())
     seconds = time.perf_counter() - start
@@ -101,18 +107,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, nargs="+", default=[5], help="lengths (default: 5)")
     p.add_argument("--only", nargs="*", default=None, help="recipe names (prefixes) to run")
     p.add_argument("--network", type=json.loads, default={}, help="params replacing the article's")
+    # search.run's default: before 2026-12-05 this benchmark trained in fp32 whatever the CPU
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     args = p.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
-    print(f"hardware: {platform.machine()}, {os.cpu_count()} CPU cores; torch {torch.__version__}")
+    splits = load_splits(device="cpu")
+    chosen = chosen_precision(splits, args.precision)
+    print(
+        f"hardware: {platform.machine()}, {os.cpu_count()} CPU cores; torch {torch.__version__}; "
+        f"trained in {chosen}, scored in fp32"
+    )
     network = f"the article's CNN with {args.network}" if args.network else "the article's CNN"
     print(f"{network} on 60,000 images, one run per recipe and length\n")
     print("| recipe | epochs | test accuracy | seconds |\n| --- | --- | --- | --- |")
-    splits = load_splits(device="cpu")
     for epochs in args.epochs:
         for name, params in RECIPES.items():
             if args.only and not any(name.startswith(o) for o in args.only):
                 continue
-            accuracy, seconds = run({**params, **args.network}, splits, epochs)
+            accuracy, seconds = run({**params, **args.network}, splits, epochs, chosen)
             print(f"| {name} | {epochs} | {accuracy:.4f} | {seconds:.0f} |", flush=True)
     return 0
 
