@@ -10,9 +10,11 @@ and the tutorial's two seeded networks by name
 (``UserModelConfig``, ``models.user``). Configs validate on construction
 and raise ``ValueError`` naming the field and value. ``standalone(model, mean, std)`` turns a
 trained network into an ``nn.Sequential`` of ``torch.nn`` layers that normalizes its own input
-and needs nothing from this project. This package imports only torch.
+and needs nothing from this project (``ViewAverage``, test-time augmentation, wraps a whole
+network and ships the same way). This package imports only torch.
 """
 
+from models.blocks import ViewAverage
 from models.build import ModelConfig, build_model, config_from_dict, count_parameters
 from models.cnn import CNN, CNNConfig
 from models.export import standalone
@@ -33,6 +35,7 @@ __all__ = [
     "SeedNetConfig",
     "UserModelConfig",
     "UserModelError",
+    "ViewAverage",
     "build_model",
     "config_from_dict",
     "count_parameters",

@@ -1,8 +1,10 @@
-"""The one layer of ours that a network may hold: ``Residual``, ``x + body(x)``.
+"""The layers of ours that a served network may hold: ``Residual``, ``x + body(x)``, and
+``ViewAverage``, test-time augmentation around a whole network.
 
 This file imports only torch and is self-contained on purpose: when a champion with residual
 blocks is logged, it travels inside the MLflow model as ``fashion_search_blocks.py`` (a module
 name no user project has), and the pickled network refers to ``fashion_search_blocks.Residual``
+(or ``.ViewAverage``)
 (see ``models.export``). So a registered model loads with torch and mlflow alone, beside a
 user's own ``models`` package.
 """
@@ -10,7 +12,10 @@ user's own ``models`` package.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+VIEWS = 6  # the image and its mirror, each as it is and shifted one pixel each way diagonally
 
 
 class Residual(nn.Module):
@@ -22,3 +27,29 @@ class Residual(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
+
+
+class ViewAverage(nn.Module):
+    """Test-time augmentation: in eval mode, the mean of ``net``'s class probabilities over
+    ``VIEWS`` views of each image (itself and its mirror, each also shifted one pixel down-right
+    and one up-left, the edge filled with the batch's background value, as training's crops
+    fill it), returned as log-probabilities: their softmax is that mean, their argmax the
+    class. In train mode it is ``net`` alone, so fine-tuning trains the network as it was
+    trained. For a network trained on shifted and mirrored images (docs/measured.md: +0.3-0.4
+    points of test accuracy for 6x the work per image)."""
+
+    views = VIEWS  # read by whoever describes a shipped model
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or len(x) == 0:
+            return self.net(x)
+        n, (h, w) = len(x), x.shape[-2:]
+        both = torch.cat([x, x.flip(3)])
+        padded = F.pad(both, (1, 1, 1, 1), value=float(x.amin()))
+        views = torch.cat([both, padded[..., 2:, 2:], padded[..., :h, :w]])
+        probabilities = self.net(views).float().softmax(1).view(VIEWS, n, -1).mean(0)
+        return probabilities.clamp_min(1e-30).log()  # no -inf: a loss stays finite

@@ -7,8 +7,9 @@ first layer, ``normalize``, takes raw ``ToTensor`` images (pixels in [0, 1]) to 
 normalization: a frozen 1x1 convolution with weight ``1/std`` and bias ``-mean/std``, which is
 exact in training and in evaluation mode (a BatchNorm would be neither once trained further).
 
-The one layer of ours, ``models.blocks.Residual``, is rebuilt from ``shipped_blocks()``: the
-same file loaded as the module ``fashion_search_blocks``, which travels inside the logged model
+The layers of ours, ``models.blocks.Residual`` and ``ViewAverage`` (test-time augmentation around
+the whole model, normalization included), are rebuilt from ``shipped_blocks()``: the same file
+loaded as the module ``fashion_search_blocks``, which travels inside the logged model
 (``BLOCKS_FILE``), so the pickle names that module and never ``models``.
 """
 
@@ -23,7 +24,7 @@ from types import ModuleType
 import torch
 from torch import nn
 
-from models.blocks import Residual
+from models.blocks import Residual, ViewAverage
 from models.cnn import CNN
 from models.mlp import MLP
 from models.resnet import ResNet
@@ -75,9 +76,11 @@ def shippable(module: nn.Module) -> nn.Module:
     raise ValueError(f"cannot ship a Residual inside {type(module).__name__}")
 
 
-def standalone(model: nn.Module, mean: float, std: float) -> nn.Sequential:
+def standalone(model: nn.Module, mean: float, std: float) -> nn.Module:
     """``normalize`` followed by the network's own layers (shared, not copied), in the
-    default memory format, on the CPU, in eval mode."""
+    default memory format, on the CPU, in eval mode; a ``ViewAverage`` stays around it all."""
+    if isinstance(model, ViewAverage):
+        return shipped_blocks().ViewAverage(standalone(model.net, mean, std)).eval()
     parts = [("normalize", normalizer(mean, std))]
     parts += [(name, shippable(part)) for name, part in layers(model)]
     plain = nn.Sequential(OrderedDict(parts))

@@ -4,7 +4,9 @@ By default the search judges configurations on a short budget (``--epochs``) so 
 them fit in minutes; the winning configuration (``search.winner``) is then trained once more,
 from scratch, for ``--final-epochs`` on all labelled images (train + validation) with its
 schedule stretched over the longer run and the regularizers its length calls for
-(``search.recipe``), or under ``--budget`` for as many epochs as fit: the *final fit*. With
+(``search.recipe``), or under ``--budget`` for as many epochs as fit: the *final fit*. A final
+fit on crop/flip is scored and served as the mean over ``models.blocks.VIEWS`` views of each
+image (``ViewAverage``), unless that puts it over ``--max-latency``. With
 ``--final-epochs 0`` (and in grid mode) the champion is the best trial's own weights, from
 this process's memory, from its MLflow checkpoint, or retrained (deterministic on a CPU). A
 resumed study whose best trial is already the registered champion is not fitted again. Where
@@ -22,10 +24,12 @@ import optuna
 from torch import nn
 
 from data import Splits
+from models import ViewAverage, build_model
+from models.blocks import VIEWS
 from search import recipe
 from search.budget import FIT_MARGIN, MARGIN, Budget, final_epochs_that_fit
 from search.hooks import FinalFit, StudyHooks
-from search.limits import Limits
+from search.limits import Limits, latency_ms
 from search.space import TrialSpec, full_params, spec_from_params
 from search.train import StepMetrics, fit, seconds_per_image
 
@@ -72,6 +76,20 @@ def final_spec(
 def regularizers(spec: TrialSpec) -> dict:
     """What the final fit's length switched on (``search.recipe``), as params."""
     return {"augment": spec.train.augment, "label_smoothing": spec.train.label_smoothing}
+
+
+def served_views(spec: TrialSpec, limits: Limits, splits: Splits) -> int:
+    """How many views of an image the champion of ``spec`` averages: ``VIEWS`` for a fit on
+    crop/flip (its network learnt those views: +0.3-0.4 points of test accuracy measured,
+    docs/measured.md), unless that many make the served model slower than ``--max-latency``
+    (latency does not depend on the weights: timed on a fresh network); else 1."""
+    if not spec.train.augment:
+        return 1
+    if limits.max_latency_ms is None:
+        return VIEWS
+    averaged = ViewAverage(build_model(spec.model)).eval()
+    fast = latency_ms(averaged, splits.mean, splits.std) <= limits.max_latency_ms
+    return VIEWS if fast else 1
 
 
 def final_fit(
@@ -127,10 +145,14 @@ def fitted(
     wanted: int | None,
     trial_number: int,
     on_epoch: Callable[[StepMetrics], None],
+    views: int = 1,
 ) -> Champion:
-    """The final fit of ``spec`` (see ``final_fit``) and the summary's words for it."""
+    """The final fit of ``spec`` (see ``final_fit``), averaging ``views`` views of an image
+    (``served_views``), and the summary's words for it."""
     start = time.perf_counter()
     model, trained = final_fit(spec, splits, on_epoch)
+    if views > 1:
+        model = ViewAverage(model)
     epochs = spec.train.epochs
     cut = f" of {wanted} (--budget)" if wanted is not None and epochs < wanted else ""
     clock = ""
@@ -138,7 +160,8 @@ def fitted(
         clock = f", {trained:.1f} trained: its schedule followed --budget's clock"
     note = (
         f"(final fit of trial #{trial_number}: {epochs:g}{cut} epochs on train + validation"
-        f"{recipe_words(spec)}{clock}, {time.perf_counter() - start:.0f} s)"
+        f"{recipe_words(spec)}{clock}, {time.perf_counter() - start:.0f} s"
+        f"{f'; scored and served as the mean over {views} views' if views > 1 else ''})"
     )
     return Champion(model, note, trained)
 
@@ -216,7 +239,8 @@ def final(
     trained."""
     spec = final_spec(best, epochs, on.settings.seed, on.settings.precision)
     images = len(on.splits.train[1]) + len(on.splits.val[1])
-    params = {**full_params(best), **regularizers(spec), "train_images": images}
+    views = served_views(spec, on.settings.limits, on.splits)
+    params = {**full_params(best), **regularizers(spec), "views": views, "train_images": images}
     on.hooks.final_started(study, best, params, epochs)
     # Under --budget the fit gets what is left before the end's reserve, whatever its epochs
     # cost: priced on a 2 s timing, a whole fit ran 1.21-1.3x slower (docs/measured.md).
@@ -227,5 +251,5 @@ def final(
     def on_epoch(m: StepMetrics) -> None:
         on.hooks.final_epoch(m, epochs)
 
-    chosen = fitted(spec, on.splits, on.settings.final_epochs, best.number, on_epoch)
+    chosen = fitted(spec, on.splits, on.settings.final_epochs, best.number, on_epoch, views)
     return chosen, spec

@@ -12,10 +12,12 @@ import pytest
 import torch
 from optuna.trial import create_trial
 
-from models import build_model
+from models import ViewAverage, build_model
+from models.blocks import VIEWS
 from search.budget import Budget
-from search.champion import EndSettings, choose, fitted
+from search.champion import EndSettings, choose, fitted, served_views
 from search.hooks import Hooks
+from search.limits import Limits
 from search.objective import BestWeights, Objective, OwnWeights, TrialSettings
 from search.space import spec_from_params
 
@@ -38,6 +40,21 @@ def test_without_a_budget_the_final_fit_trains_every_epoch(small_splits):
     spec = spec_from_params(MLP, epochs=2, seed=0)
     chosen = fitted(spec, small_splits, 2, 3, lambda m: None)
     assert chosen.final_epochs == pytest.approx(2.0) and "clock" not in chosen.note
+
+
+def test_a_final_fit_on_crop_flip_is_served_averaging_views_within_the_latency_limit(
+    small_splits,
+):
+    plain = spec_from_params(MLP, epochs=1, seed=0)
+    augmented = spec_from_params({**MLP, "augment": True}, epochs=1, seed=0)
+    assert served_views(plain, Limits(), small_splits) == 1  # it never saw the other views
+    assert served_views(augmented, Limits(), small_splits) == VIEWS
+    assert served_views(augmented, Limits(max_latency_ms=1e6), small_splits) == VIEWS
+    assert served_views(augmented, Limits(max_latency_ms=1e-6), small_splits) == 1
+    chosen = fitted(augmented, small_splits, 1, 4, lambda m: None, VIEWS)
+    assert isinstance(chosen.model, ViewAverage)
+    assert chosen.note.endswith(f"; scored and served as the mean over {VIEWS} views)")
+    assert not isinstance(fitted(plain, small_splits, 1, 4, lambda m: None).model, ViewAverage)
 
 
 # --- champion.choose: which of the four ways a run's champion comes from --------------------

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from models import build_model
+from models import ViewAverage, build_model
+from models.blocks import VIEWS
 from search.space import spec_from_params
 from search.tracking.checkpoints import PATH, CheckpointStore
 
@@ -24,6 +25,19 @@ def test_a_saved_checkpoint_loads_as_the_same_network(local_mlflow):
     loaded = CheckpointStore(client).load(run_id).eval()
     images = torch.rand(3, 1, 28, 28)
     assert torch.equal(loaded(images), model(images))  # BatchNorm's running stats too
+
+
+def test_a_final_fit_that_averages_views_loads_back_averaging_them(local_mlflow):
+    client, experiment = local_mlflow
+    run_id = client.create_run(experiment).info.run_id
+    spec = spec_from_params(TINY, 1, 0)
+    torch.manual_seed(3)
+    model = ViewAverage(build_model(spec.model)).eval()
+    CheckpointStore(client).save(run_id, spec, model.state_dict(), VIEWS)
+    loaded = CheckpointStore(client).load(run_id).eval()
+    assert isinstance(loaded, ViewAverage)
+    images = torch.rand(3, 1, 28, 28)
+    assert torch.equal(loaded(images), model(images))
 
 
 def test_a_run_without_a_checkpoint_gives_none(local_mlflow):

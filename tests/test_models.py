@@ -10,11 +10,12 @@ from models import (
     MLPConfig,
     ResNetConfig,
     SeedNetConfig,
+    ViewAverage,
     build_model,
     count_parameters,
     standalone,
 )
-from models.blocks import Residual
+from models.blocks import VIEWS, Residual
 from models.export import BLOCKS_MODULE, needs_blocks
 
 
@@ -211,3 +212,48 @@ def test_standalone_ships_any_other_network_whole_after_its_normalize():
     x = torch.rand(4, 1, 28, 28)
     assert list(dict(plain.named_children())) == ["normalize", "net"] and plain.net is net
     assert torch.allclose(plain(x), net((x - 0.3) / 0.5), atol=1e-5)
+
+
+def moved(images: torch.Tensor, d: int, background: float) -> torch.Tensor:
+    """``images`` with their content moved ``d`` pixels down and right (up and left for a
+    negative ``d``), the uncovered edge filled with ``background``: by index, not by padding."""
+    out = torch.full_like(images, background)
+    if d > 0:
+        out[..., d:, d:] = images[..., :-d, :-d]
+    else:
+        out[..., :d, :d] = images[..., -d:, -d:]
+    return out
+
+
+def test_view_average_is_the_mean_probability_over_six_views_in_eval_and_the_net_in_train():
+    torch.manual_seed(0)
+    net = Tiny()
+    averaged = ViewAverage(net).eval()
+    x = torch.rand(5, 1, 28, 28) - 0.4  # a normalized batch: its background is its minimum
+    background = float(x.amin())
+    views = [x, x.flip(3)]
+    views += [moved(v, d, background) for v in (x, x.flip(3)) for d in (1, -1)]
+    expected = torch.stack([net(v).softmax(1) for v in views]).mean(0)
+    assert len(views) == VIEWS
+    out = averaged(x)
+    assert torch.allclose(out.exp(), expected, atol=1e-6)
+    assert not torch.allclose(out.exp(), net(x).softmax(1), atol=1e-3)  # the views count
+    assert torch.equal(averaged.train()(x), net(x))  # fine-tuning trains the network alone
+
+
+def test_a_standalone_view_average_ships_around_the_normalized_network(tmp_path):
+    torch.manual_seed(0)
+    inner = build_model(CNNConfig(n_layers=1, channels=4, batch_norm=True)).eval()
+    ours = ViewAverage(inner).eval()
+    shipped = standalone(ours, mean=0.3, std=0.5)
+    x = torch.rand(4, 1, 28, 28)
+    x[..., :3, :] = 0.0  # raw pixels: a black border, as every Fashion-MNIST image has
+    assert torch.allclose(shipped(x), ours((x - 0.3) / 0.5), atol=1e-5)
+    assert {type(m).__module__.split(".")[0] for m in shipped.modules()} == {
+        "torch",
+        BLOCKS_MODULE,
+    }
+    assert needs_blocks(shipped) and shipped.views == VIEWS
+    assert list(dict(shipped.net.named_children())) == ["normalize", "features", "head"]
+    torch.save(shipped, tmp_path / "m.pth")
+    assert torch.allclose(torch.load(tmp_path / "m.pth", weights_only=False)(x), shipped(x))

@@ -12,8 +12,10 @@ import torch
 from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 
-from models import build_model, standalone
+from models import ViewAverage, build_model, standalone
+from models.blocks import VIEWS
 from search.space import spec_from_params
+from search.tracking.hooks import network_of
 from search.tracking.registry import ALIAS, Entry, Registry, describe
 
 NAME = "tests-classifier"
@@ -99,6 +101,28 @@ def test_the_description_says_how_to_load_and_names_every_class():
     assert "`mlflow.pytorch.load_model('models:/clf@champion')`" in text
     assert "0 T-shirt/top" in text and "9 Ankle boot" in text
     assert "<" not in text  # Markdown in the UI: nothing may read as an HTML tag
+
+
+def test_a_champion_averaging_views_is_registered_described_and_loaded_back_as_ours(
+    local_mlflow,
+):
+    client, experiment = local_mlflow
+    torch.manual_seed(0)
+    ours = ViewAverage(build_model(spec_from_params(TINY, 1, 0).model)).eval()
+    shipped = standalone(ours, 0.29, 0.35)
+    run_id = client.create_run(experiment).info.run_id
+    example = np.zeros((1, 1, 28, 28), dtype=np.float32)
+    study = study_of("views", [0.9])
+    entry = Entry(study, study.trials[0], shipped, 0.9, example, (run_id, None))
+    reg = Registry(client, NAME)
+    reg.register(entry, False)
+    version = reg.champion()
+    assert f"It averages {VIEWS} views of each image" in version.description
+    back = network_of(reg.load(version))
+    assert isinstance(back, ViewAverage)
+    x = torch.rand(3, 1, 28, 28)
+    assert torch.allclose(back.eval()(x), ours(x), atol=1e-5)  # normalized inputs, as ours
+    assert "views" not in describe("clf", "s", 3, 0.9)
 
 
 def test_a_trial_named_by_champion_trial_is_registered_even_if_less_accurate(registry):

@@ -111,6 +111,7 @@ def test_final_fit_is_its_own_run_and_the_champion_names_it(server, searched):
     best = study.trials[study.user_attrs["winner"]["trial"]]
     assert final.data.tags["source_trial"] == str(best.number)
     assert final.data.params["final_epochs"] == "1" and final.data.params["train_images"] == "2500"
+    assert final.data.params["views"] == "1"  # a short fit: no crop/flip, one view
     assert {k: str(v) for k, v in best.params.items()}.items() <= final.data.params.items()
     assert final.info.status == "FINISHED" and "mlflow.parentRunId" in final.data.tags
     epochs = client.get_metric_history(final.info.run_id, "train_loss")

@@ -16,7 +16,8 @@ import optuna
 import torch
 from torch import nn
 
-from models import standalone
+from models import ViewAverage, standalone
+from models.blocks import VIEWS
 from models.user import source_hash
 from search.config import RunConfig, params
 from search.hooks import (
@@ -193,7 +194,8 @@ class MLflowHooks(StudyHooks):
         if not self.runs.final_id:
             return
         state = {k: v.detach().cpu() for k, v in fit.model.state_dict().items()}
-        self.tracking.checkpoints.save(self.runs.final_id, fit.spec, state)
+        views = VIEWS if isinstance(fit.model, ViewAverage) else 1
+        self.tracking.checkpoints.save(self.runs.final_id, fit.spec, state, views)
         record = study.user_attrs.get(FINAL) or {}
         if not self.tracking.health.lost and record.get("run_id") == self.runs.final_id:
             study.set_user_attr(FINAL, {**record, "fitted": True, "note": fit.note})
@@ -267,7 +269,10 @@ class MLflowHooks(StudyHooks):
 
 
 def network_of(shipped: nn.Module) -> nn.Module:
-    """A registered standalone model without its ``normalize`` layer: splits are normalized."""
+    """A registered standalone model without its ``normalize`` layer: splits are normalized.
+    A shipped ``ViewAverage`` (``models.export``) comes back as ours, around the network."""
+    if type(shipped).__name__ == ViewAverage.__name__:
+        return ViewAverage(network_of(shipped.net))
     return nn.Sequential(*list(shipped.children())[1:])
 
 

@@ -66,7 +66,10 @@ class Registry:
         version = str(info.registered_model_version)
         for key, value in tags(entry).items():
             self.client.set_model_version_tag(self.name, version, key, str(value))
-        description = describe(self.name, study.study_name, best.number, entry.test_accuracy)
+        views = getattr(entry.model, "views", 1)  # a shipped ViewAverage says how many
+        description = describe(
+            self.name, study.study_name, best.number, entry.test_accuracy, views
+        )
         self.client.update_model_version(self.name, version, description=description)
         self.client.set_registered_model_alias(self.name, ALIAS, version)
         return f"champion: {self.name} version {version} (alias @{ALIAS})"
@@ -120,9 +123,19 @@ def cost_tags(study: optuna.Study, best: optuna.trial.FrozenTrial) -> dict[str, 
     return {k: str(v) for k, v in tags.items()} if "latency_ms" in tags else {}
 
 
-def describe(model: str, study_name: str, trial_number: int, test_accuracy: float) -> str:
+def describe(
+    model: str, study_name: str, trial_number: int, test_accuracy: float, views: int = 1
+) -> str:
     """The version's description (Markdown in the MLflow UI: code in backticks, so nothing in
-    it reads as an HTML tag)."""
+    it reads as an HTML tag); ``views``: how many views of an image the model averages."""
+    averaged = (
+        f"It averages {views} views of each image (itself and its mirror, each also shifted "
+        "one pixel each way diagonally): fashion_search_blocks.ViewAverage, shipped beside "
+        "the model, holds the Sequential as .net, which in train() mode it calls alone; its "
+        "output is then (N, 10) log-probabilities.\n\n"
+        if views > 1
+        else ""
+    )
     return (
         f"Fashion-MNIST classifier from Optuna study '{study_name}', trial {trial_number}; "
         f"held-out test accuracy {test_accuracy:.4f}.\n\n"
@@ -131,7 +144,8 @@ def describe(model: str, study_name: str, trial_number: int, test_accuracy: floa
         "layers only. Input: float32 tensor (N, 1, 28, 28) with pixels in [0, 1] (what "
         "torchvision's ToTensor gives); its first layer, normalize, applies the training "
         "normalization. Output: (N, 10) logits; argmax gives the class index.\n\n"
-        "`mlflow models serve` and `mlflow.pyfunc.load_model` answer one row per image: "
+        + averaged
+        + "`mlflow models serve` and `mlflow.pyfunc.load_model` answer one row per image: "
         "class_index, class_name, probabilities.\n\n"
         "Classes: " + ", ".join(f"{i} {name}" for i, name in enumerate(CLASSES))
     )
