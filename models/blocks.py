@@ -47,9 +47,12 @@ class ViewAverage(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training or len(x) == 0:
             return self.net(x)
-        n, (h, w) = len(x), x.shape[-2:]
-        both = torch.cat([x, x.flip(3)])
-        padded = F.pad(both, (1, 1, 1, 1), value=float(x.amin()))
-        views = torch.cat([both, padded[..., 2:, 2:], padded[..., :h, :w]])
-        probabilities = self.net(views).float().softmax(1).view(VIEWS, n, -1).mean(0)
+        h, w = x.shape[-2:]
+        views = []
+        for image in (x, x.flip(3)):
+            padded = F.pad(image, (1, 1, 1, 1), value=float(x.amin()))
+            views += [image, padded[..., 2:, 2:], padded[..., :h, :w]]
+        # One view at a time: a batch six times larger ran 8.5x slower than one view, not 6x
+        # (the article's CNN, 256 images, 2 CPU cores: its activations leave the cache).
+        probabilities = sum(self.net(v).float().softmax(1) for v in views) / len(views)
         return probabilities.clamp_min(1e-30).log()  # no -inf: a loss stays finite

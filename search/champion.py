@@ -31,7 +31,7 @@ from search.budget import FIT_MARGIN, MARGIN, Budget, final_epochs_that_fit
 from search.hooks import FinalFit, StudyHooks
 from search.limits import Limits, latency_ms
 from search.space import TrialSpec, full_params, spec_from_params
-from search.train import StepMetrics, fit, seconds_per_image
+from search.train import EVAL_BATCH, StepMetrics, evaluate, fit, seconds_per_image
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,20 @@ def served_views(spec: TrialSpec, limits: Limits, splits: Splits) -> int:
     averaged = ViewAverage(build_model(spec.model)).eval()
     fast = latency_ms(averaged, splits.mean, splits.std) <= limits.max_latency_ms
     return VIEWS if fast else 1
+
+
+def views_seconds(spec: TrialSpec, splits: Splits, views: int) -> float:
+    """What averaging ``views`` views adds to the champion's test evaluation, timed on a fresh
+    network over one evaluation batch (the end's reserve, ``search.budget.END_SECONDS``, was
+    measured on one view; six added about 9 s for the article's CNN on 2 CPU cores)."""
+    if views == 1:
+        return 0.0
+    network = ViewAverage(build_model(spec.model).to(splits.device))
+    images, labels = (t[:EVAL_BATCH] for t in splits.test)
+    start = time.perf_counter()
+    evaluate(network, images, labels)
+    per_image = (time.perf_counter() - start) / len(labels)
+    return per_image * len(splits.test[1]) * (views - 1) / views
 
 
 def final_fit(
@@ -245,7 +259,8 @@ def final(
     # Under --budget the fit gets what is left before the end's reserve, whatever its epochs
     # cost: priced on a 2 s timing, a whole fit ran 1.21-1.3x slower (docs/measured.md).
     if on.budget.seconds is not None:
-        seconds = max(1.0, on.budget.left() - on.settings.end_seconds)
+        end = on.settings.end_seconds + views_seconds(spec, on.splits, views)
+        seconds = max(1.0, on.budget.left() - end)
         spec = replace(spec, train=replace(spec.train, seconds=seconds))
 
     def on_epoch(m: StepMetrics) -> None:

@@ -15,7 +15,7 @@ from optuna.trial import create_trial
 from models import ViewAverage, build_model
 from models.blocks import VIEWS
 from search.budget import Budget
-from search.champion import EndSettings, choose, fitted, served_views
+from search.champion import EndSettings, choose, fitted, served_views, views_seconds
 from search.hooks import Hooks
 from search.limits import Limits
 from search.objective import BestWeights, Objective, OwnWeights, TrialSettings
@@ -55,6 +55,8 @@ def test_a_final_fit_on_crop_flip_is_served_averaging_views_within_the_latency_l
     assert isinstance(chosen.model, ViewAverage)
     assert chosen.note.endswith(f"; scored and served as the mean over {VIEWS} views)")
     assert not isinstance(fitted(plain, small_splits, 1, 4, lambda m: None).model, ViewAverage)
+    assert views_seconds(plain, small_splits, 1) == 0.0  # the end's reserve holds one view
+    assert views_seconds(augmented, small_splits, VIEWS) > 0.0
 
 
 # --- champion.choose: which of the four ways a run's champion comes from --------------------
