@@ -29,6 +29,8 @@ import torch
 from data import load_splits
 from models import ViewAverage
 from search import precision, recipe
+from search.champion import served_views
+from search.limits import Limits
 from search.space import ARTICLE, RECIPE, spec_from_params
 from search.train import evaluate, fit
 
@@ -81,14 +83,14 @@ def fixed(splits, epochs: int) -> tuple[float, float]:
     )
     start = time.perf_counter()
     model, _ = fit(spec.model, spec.train, splits.train_and_val())
-    _, accuracy = evaluate(scored(model, spec), *splits.test)
+    _, accuracy = evaluate(scored(model, spec, splits), *splits.test)
     return time.perf_counter() - start, accuracy
 
 
-def scored(model: torch.nn.Module, spec) -> torch.nn.Module:
-    """``model`` as the product would score its champion of ``spec``: on crop/flip, the mean
-    over the views it learnt (``search.champion.served_views``, no latency limit)."""
-    return ViewAverage(model) if spec.train.augment else model
+def scored(model: torch.nn.Module, spec, splits) -> torch.nn.Module:
+    """``model`` as the product scores its champion of ``spec``: the rule is
+    ``search.champion.served_views``'s, with no latency limit."""
+    return ViewAverage(model) if served_views(spec, Limits(), splits) > 1 else model
 
 
 def describe(epochs: int) -> str:
@@ -105,9 +107,8 @@ def run(params: dict, splits, epochs: int, chosen: str, seed: int = 0) -> tuple[
     start = time.perf_counter()
     model, _ = fit(spec.model, spec.train, splits.train_and_val())
     seconds = time.perf_counter() - start
-    averaged = "-"
-    if spec.train.augment:
-        averaged = f"{evaluate(ViewAverage(model), *splits.test)[1]:.4f}"
+    champion = scored(model, spec, splits)
+    averaged = "-" if champion is model else f"{evaluate(champion, *splits.test)[1]:.4f}"
     return evaluate(model, *splits.test)[1], averaged, seconds
 
 

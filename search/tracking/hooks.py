@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from models import ViewAverage, standalone
-from models.blocks import VIEWS
 from models.user import source_hash
 from search.config import RunConfig, params
 from search.hooks import (
@@ -194,7 +193,7 @@ class MLflowHooks(StudyHooks):
         if not self.runs.final_id:
             return
         state = {k: v.detach().cpu() for k, v in fit.model.state_dict().items()}
-        views = VIEWS if isinstance(fit.model, ViewAverage) else 1
+        views = getattr(fit.model, "views", 1)  # a ViewAverage says how many it averages
         self.tracking.checkpoints.save(self.runs.final_id, fit.spec, state, views)
         record = study.user_attrs.get(FINAL) or {}
         if not self.tracking.health.lost and record.get("run_id") == self.runs.final_id:
