@@ -33,8 +33,8 @@ STEP_IMAGES = 5_000  # a tenth of an epoch: a bad trial is pruned after ~2 s on 
 # regularizers that length switches on (search.recipe). A shorter fit wastes what the trials
 # found: with 5 epochs the default study (0.933) was no better than the fixed recipe trained
 # for the study's own time (0.933-0.936), with 15 it was behind (0.9311 against 0.9334). With
-# 48 the default study took 7.7x the article's time on 2 CPU cores and reached 0.9499 against
-# that recipe's 0.9485 (Measured).
+# 48 the default study took 7.7-8.1x the article's time on 2 CPU cores and reached 0.9499 and
+# 0.9483 (seeds 0 and 1) against that recipe's 0.9485 and 0.9472 (Measured).
 FINAL_EPOCHS = PLATEAU_EPOCHS
 # On a GPU the final fit is cheap: 15 epochs of the GPU space's champion took 16 s on an H100
 # (test 0.9325; 20 epochs, 21 s, gave 0.9303 in another run: within run-to-run noise).
