@@ -58,19 +58,16 @@ def submit(
     return array, end
 
 
-def queued(job: str) -> bool:
-    """Whether Slurm still lists ``job`` (pending or running)."""
-    listed = subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True)
+def queued(jobs: str) -> bool:
+    """Whether Slurm still lists any of ``jobs`` (ids, comma-separated), pending or running."""
+    listed = subprocess.run(["squeue", "-h", "-j", jobs], capture_output=True, text=True)
     return bool(listed.stdout.strip())
 
 
 def wait_for(jobs: list[str], timeout: float = 900) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        queued = subprocess.run(
-            ["squeue", "-h", "-j", ",".join(jobs)], capture_output=True, text=True
-        ).stdout
-        if not queued.strip():
+        if not queued(",".join(jobs)):
             return
         time.sleep(0.5)
     raise AssertionError(f"jobs {jobs} still queued after {timeout} s")
