@@ -14,7 +14,10 @@ exits 1. The trial this worker was running stays RUNNING with no more heartbeats
 failed and retried like a crashed worker's (by this machine's next worker at once, by another
 machine's after the heartbeat grace).
 
-File-based storages (SQLite, journal) have no server to lose and are not wrapped.
+File-based storages (SQLite, journal) have no server to lose and are not wrapped. Every
+storage is held (``HeldRDBStorage``, ``search.signals.held_calls``): an interrupt waits for the
+call in progress, so it never cuts one in half. Here each attempt is held, not the wait between
+them: Ctrl-C still stops a worker waiting for its server.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
+from search.signals import held_calls
 from search.urls import first_line, mask_url
 
 # A server restart takes seconds and a managed database's failover up to a minute; an outage
@@ -69,6 +73,12 @@ CALLS = (
     "record_heartbeat",
     "_get_stale_trial_ids",
 )
+
+
+# Optuna's RDBStorage whose every call (CALLS) is whole: a signal waits for its end. A file
+# database's storage is one; a server's is the base of ``ReconnectingRDBStorage``.
+# ``remove_session`` too: Optuna closes the thread's session with it as ``optimize`` ends.
+HeldRDBStorage = held_calls(RDBStorage, (*CALLS, "remove_session"), __name__)
 
 
 class StorageLost(RuntimeError):
@@ -203,7 +213,7 @@ def _already_done(name: str, exc: BaseException, fn, args, kwargs) -> bool:
 
 
 def _wrapped(name: str):
-    method = getattr(RDBStorage, name)
+    method = getattr(HeldRDBStorage, name)  # each attempt whole; the wait between them is not
 
     def call(self, *args, **kwargs):
         bound = method.__get__(self, type(self))
@@ -221,14 +231,14 @@ def _wrapped(name: str):
 
 def _init(self, url: str, reconnect: Reconnect, **kwargs) -> None:
     self.reconnect = reconnect  # before RDBStorage's own set-up, which may read the database
-    RDBStorage.__init__(self, url, **kwargs)
+    HeldRDBStorage.__init__(self, url, **kwargs)
 
 
 # Optuna's RDBStorage with every database call (CALLS) going through a ``Reconnect`` policy.
 # It is an RDBStorage: Optuna caches it and runs its heartbeats as before.
 ReconnectingRDBStorage = type(
     "ReconnectingRDBStorage",
-    (RDBStorage,),
+    (HeldRDBStorage,),
     {
         "__init__": _init,
         "__module__": __name__,

@@ -8,7 +8,13 @@ interrupt there raises ``UnboundLocalError`` instead, with a traceback, as a Slu
 in the suite once did). ``HeldSignals`` puts a handler in that notes the signal, and on
 ``deliver()`` puts the old handlers back and raises what came meanwhile to them.
 
-A third place cannot take it either, and can be anywhere: a finalizer, which the garbage
+A third place is every storage call (``held_calls``): an interrupt inside SQLAlchemy leaves
+the thread's session "in progress" for good, and every later call fails, Optuna's record of the
+trial's end included ("Should not reach.", exit 1 instead of 130: the suite saw it); inside a
+journal write it could leave the journal's lock file behind. A call lasts milliseconds; the
+signal is delivered as it returns.
+
+A fourth place cannot take it either, and can be anywhere: a finalizer, which the garbage
 collector runs wherever the main thread is. ``interrupts()`` sends an interrupt dropped there
 again, so it lands in ordinary code.
 """
@@ -16,10 +22,11 @@ again, so it lands in ordinary code.
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 HELD = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C and the supervisor's (or a scheduler's) stop
 
@@ -65,6 +72,28 @@ class HeldSignals:
         self._pending.append(signum)
         if self.at_once():
             self.deliver()
+
+
+def held_calls(cls: type, names: Iterable[str], module: str) -> type:
+    """A subclass of ``cls``, named ``Held<cls>`` in ``module`` (where it is defined), whose
+    methods ``names`` (those it has) run whole: SIGINT and SIGTERM that come during one are
+    delivered as it returns or raises. Calls from inside one nest; outside the main thread
+    nothing is held (Python delivers signals there only)."""
+    held = {name: _held(getattr(cls, name)) for name in names if hasattr(cls, name)}
+    return type(f"Held{cls.__name__}", (cls,), {"__module__": module, **held})
+
+
+def _held(method: Callable) -> Callable:
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        signals = HeldSignals()
+        signals.hold()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            signals.deliver()
+
+    return call
 
 
 # How long a dropped interrupt waits before it is sent again: long enough for the finalizer that

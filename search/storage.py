@@ -26,12 +26,24 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-from search.reconnect import RECONNECT_WAIT, Reconnect, ReconnectingRDBStorage, is_disconnect
-from search.signals import HeldSignals
+from search.reconnect import (
+    CALLS,
+    RECONNECT_WAIT,
+    HeldRDBStorage,
+    Reconnect,
+    ReconnectingRDBStorage,
+    is_disconnect,
+)
+from search.signals import HeldSignals, held_calls
 from search.storage_url import StorageURL
 
 HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats; a write per 10 s is free
 GRACE_FACTOR = 3  # a trial is stale after 3 missed beats: tolerant of a busy CPU
+
+
+# Optuna's journal whose every call is whole (``search.signals.held_calls``): an interrupt in
+# the middle of a write could leave the journal's lock file behind, and every worker waiting.
+HeldJournalStorage = held_calls(JournalStorage, CALLS, __name__)
 
 
 def open_storage(
@@ -47,7 +59,7 @@ def open_storage(
         if url.path is not None and not url.path.resolve().parent.is_dir():
             raise OSError(f"directory {url.path.parent} does not exist")
         if url.journal:
-            return JournalStorage(JournalFileBackend(str(url.path)))
+            return HeldJournalStorage(JournalFileBackend(str(url.path)))
         with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return _rdb(url, heartbeat_interval, reconnect_wait)
@@ -95,7 +107,7 @@ def _rdb_storage(url: str, heartbeat_interval: int, reconnect: Reconnect | None)
     """SQLite (``reconnect`` None) has no server to lose; a server's storage reconnects."""
     sqlite = reconnect is None
     extra = {} if sqlite else {"reconnect": reconnect}
-    storage = (RDBStorage if sqlite else ReconnectingRDBStorage)(
+    storage = (HeldRDBStorage if sqlite else ReconnectingRDBStorage)(
         url,
         **extra,
         engine_kwargs=_engine_kwargs(url, sqlite),

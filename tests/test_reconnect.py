@@ -3,15 +3,18 @@ worker says; and, for real, a private PostgreSQL restarted (or stopped for good)
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import time
 
 import optuna
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, orm, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from search.reconnect import Reconnect, StorageLost, disconnect_of, is_disconnect, lost_in
+from search.storage import open_storage
 from tests.helpers import (
     KILLABLE,
     QUICK,
@@ -120,6 +123,32 @@ def test_other_errors_pass_through_at_once(tmp_path):
     with pytest.raises(optuna.exceptions.StorageInternalError):
         policy.call("set_trial_param", constraint)
     assert time.monotonic() - began < 0.5 and not policy.lost
+
+
+def test_ctrl_c_stops_a_wait_for_the_server_at_once(pg_url):
+    """Each attempt of a server's storage call is whole (``HeldRDBStorage``), the wait between
+    attempts is not: Ctrl-C while the server is away stops the worker at once, not after
+    ``--reconnect-wait`` (a minute by default)."""
+    storage = open_storage(pg_url, reconnect_wait=60)
+    storage.reconnect.notify = lambda kind, line: None
+    study_id = storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "away")
+    # The server goes: every later connection is refused (nothing listens on port 1).
+    storage.engine.dispose()
+    storage.engine = create_engine("postgresql://postgres@127.0.0.1:1/x")
+    storage.scoped_session = orm.scoped_session(orm.sessionmaker(bind=storage.engine))
+    interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal's
+    previous = signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 1.0)  # Ctrl-C, once the wait has begun
+        began = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            storage.get_study_name_from_id(study_id)
+        assert time.monotonic() - began < 10 and not storage.reconnect.lost
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        signal.signal(signal.SIGINT, interrupt)
+        storage.engine.dispose()
 
 
 def test_the_lost_storage_is_found_behind_optunas_own_clean_up_error():

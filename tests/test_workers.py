@@ -429,6 +429,37 @@ def both_training(supervisor: Forked, storage: str) -> tuple[list[int], list[int
     raise AssertionError("the workers did not start trials in time")
 
 
+def stopped(pid: int) -> bool:
+    """Whether ``pid`` is stopped (SIGSTOP has taken effect, not merely been sent)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def pending(pid: int, sig: int) -> bool:
+    """Whether ``sig`` was sent to ``pid`` and waits (a stopped process handles none)."""
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    masks = [int(line.split()[1], 16) for line in status if line.startswith(("SigPnd", "ShdPnd"))]
+    return any(mask >> (sig - 1) & 1 for mask in masks)
+
+
+def frozen_while_training(supervisor: Forked, storage: str) -> tuple[list[int], list[int]]:
+    """``both_training``, with both workers SIGSTOPped and still on those trials: neither can
+    end its trial, or find the study done and exit quietly, before a signal reaches it (the
+    suite once saw a worker finish the last trial between the look and the signal)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        workers, running = both_training(supervisor, storage)
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        while not all(stopped(pid) for pid in workers):
+            time.sleep(0.01)
+        still = load(storage, "fashion-mnist").get_trials(states=(TrialState.RUNNING,))
+        if sorted(t.number for t in still) == sorted(running):
+            return workers, running
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+    raise AssertionError("the workers were not caught on their trials in time")
+
+
 def test_workers_end_with_a_killed_supervisor(tmp_path):
     """SIGKILL the supervisor (as the OOM killer would): its workers end too, marking their
     running trials, instead of running on as orphans."""
@@ -474,8 +505,12 @@ def test_a_signal_to_the_supervisor_stops_its_workers_and_the_same_command_resum
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     args = ["--workers", "2", "--trials", "4", *QUICK, *KILLABLE, "--no-mlflow"]
     supervisor = Forked(args, tmp_path)
-    workers, running = both_training(supervisor, storage)
+    workers, running = frozen_while_training(supervisor, storage)
     supervisor.send_signal(sig)
+    while not all(pending(pid, signal.SIGTERM) for pid in workers):  # passed on to each
+        time.sleep(0.01)
+    for pid in workers:
+        os.kill(pid, signal.SIGCONT)
     out, err = supervisor.communicate(timeout=120)
     assert supervisor.returncode == 130, err
     assert err.count("stopped by signal; its running trial is marked FAIL") == 2, err
